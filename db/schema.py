@@ -1,0 +1,131 @@
+"""The whole schema, as SQLAlchemy 2.0 typed mappings.
+
+`held_labels` is a table of its own so that a database role can be denied it
+(DESIGN invariant 1): the runners' role gets every other table, never that one.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Run(Base):
+    """One benchmark job: its identity, its state while it runs, its result and provenance."""
+
+    __tablename__ = "runs"
+
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # hash of what determines the result
+    suite: Mapped[str] = mapped_column(String(128), index=True)
+    task: Mapped[str] = mapped_column(String(32), default="classification")
+    arch: Mapped[str] = mapped_column(String(64), index=True)
+    family: Mapped[str] = mapped_column(String(64), default="")
+    dataset: Mapped[str] = mapped_column(String(64), index=True)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued|running|done|failed
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    top1_err: Mapped[float | None] = mapped_column(Float)
+    top5_err: Mapped[float | None] = mapped_column(Float)
+    map50: Mapped[float | None] = mapped_column(Float)
+    map_coco: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)  # top-k errors, losses, per-class AP, ...
+    history: Mapped[list[Any]] = mapped_column(default=list)  # one dict per epoch: learning curves
+
+    # Cost of the run.
+    params: Mapped[int | None] = mapped_column(Integer)
+    flops: Mapped[float | None] = mapped_column(Float)  # per image at the evaluated size, torch counter (2 per MAC)
+    input_size: Mapped[int | None] = mapped_column(Integer)
+    train_ips: Mapped[float | None] = mapped_column(Float)
+    eval_ips: Mapped[float | None] = mapped_column(Float)
+    wall_s: Mapped[float | None] = mapped_column(Float)
+    peak_mem_mb: Mapped[float | None] = mapped_column(Float)
+
+    # Provenance (DESIGN invariant 4).
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    hardware: Mapped[str | None] = mapped_column(String(256))
+    node: Mapped[str | None] = mapped_column(String(128))
+    launcher: Mapped[str | None] = mapped_column(String(32))
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    log_path: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Challenge(Base):
+    """A dataset's test split plus a task, a metric and a submission rule."""
+
+    __tablename__ = "challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(256), default="")
+    task: Mapped[str] = mapped_column(String(32), default="classification")
+    dataset: Mapped[str] = mapped_column(String(64))
+    dataset_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    class_names: Mapped[list[Any]] = mapped_column(default=list)
+    metric: Mapped[str] = mapped_column(String(32), default="top5_err")
+    quota: Mapped[int] = mapped_column(Integer, default=2)
+    window_days: Mapped[float] = mapped_column(Float, default=7.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class HeldLabel(Base):
+    """The test labels: read only by leaderboard.scoring, never by a page, an export or a worker."""
+
+    __tablename__ = "held_labels"
+
+    challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[int | None] = mapped_column(Integer)  # classification
+    boxes: Mapped[list[Any] | None] = mapped_column(JSON)  # detection: [[x1, y1, x2, y2, cls, difficult], ...]
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    official: Mapped[bool] = mapped_column(Boolean, default=False)  # baselines: not bound by the quota
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    submissions: Mapped[list[Submission]] = relationship(back_populates="team")
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+    __table_args__ = (
+        UniqueConstraint("challenge_id", "run_id", name="uq_submission_run"),
+        Index("ix_submissions_quota", "team_id", "challenge_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id"))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.job_id"))  # official baselines
+    label: Mapped[str] = mapped_column(String(128), default="")  # the entry's name, e.g. the architecture
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    n_rows: Mapped[int] = mapped_column(Integer)
+    primary_score: Mapped[float] = mapped_column(Float)  # the challenge's metric, lower is better
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)  # top-1/top-5 (or mAP) with 95% CIs
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    team: Mapped[Team] = relationship(back_populates="submissions")

@@ -1,0 +1,85 @@
+"""What a job sees of where it runs: one interface for a warm Ray task and for a Ray Train worker.
+
+The training loops call only `RunContext`, so the same loop runs as a single-process Ray task
+(no worker-group start-up, the common case) or on every rank of a `TorchTrainer` (DDP).
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
+
+
+def pick_device(use_gpu: bool) -> torch.device:
+    if use_gpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@dataclass
+class RunContext:
+    """A job's own storage folder, its rank, and where its progress goes."""
+
+    job_id: str
+    storage: Path  # the job's folder: checkpoints, log, predictions
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    on_report: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.storage / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        found = [(int(m.group(1)), p) for p in self.checkpoint_dir.glob("epoch_*.pt") if (m := CHECKPOINT_RE.search(p.name))]
+        return max(found)[1] if found else None
+
+    def save_checkpoint(self, epoch: int, state: dict[str, Any]) -> Path | None:
+        """Rank 0 writes atomically (temp file, then rename) so a kill never leaves a torn checkpoint."""
+        if not self.is_main:
+            return None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"epoch_{epoch:04d}.pt"
+        with tempfile.NamedTemporaryFile(dir=self.checkpoint_dir, suffix=".tmp", delete=False) as tmp:
+            torch.save(state, tmp)
+        os.replace(tmp.name, path)
+        for old in sorted(self.checkpoint_dir.glob("epoch_*.pt"))[:-2]:  # keep the newest two
+            old.unlink(missing_ok=True)
+        return path
+
+    def report(self, metrics: dict[str, Any], checkpoint: Path | None = None) -> None:
+        if self.on_report and self.is_main:
+            self.on_report(dict(metrics, job_id=self.job_id))
+
+    def log(self, line: str) -> None:
+        if self.is_main:
+            self.storage.mkdir(parents=True, exist_ok=True)
+            with open(self.storage / "log.txt", "a") as f:
+                f.write(line.rstrip() + "\n")
+
+
+class RayTrainContext(RunContext):
+    """Inside a TorchTrainer worker: metrics also go to Ray Train.
+
+    Checkpoints stay in the job's own storage folder rather than Ray Train's, so that a
+    restarted worker, a retried task and a re-run of the suite all resume from one place.
+    """
+
+    def report(self, metrics: dict[str, Any], checkpoint: Path | None = None) -> None:
+        import ray.train
+
+        super().report(metrics, checkpoint)
+        ray.train.report(metrics)

@@ -1,0 +1,113 @@
+"""`synthetic`: procedural shapes, deterministic by seed.
+
+A class is a shape (and, past ten classes, a stripe frequency on it). Each image places
+its shape at a random position, scale and rotation, in random foreground and background
+colours of random contrast sign, over noise and a colour gradient. Colour carries no
+class information and the object can be anywhere, so a linear model on pixels does
+poorly while a CNN, translation-equivariant by construction, learns it quickly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from workers.datasets.base import DatasetConfig, Splits, TensorImages, opaque_test_split
+
+SHAPES = ("disk", "square", "triangle", "ring", "cross", "diamond", "frame", "bar", "dots", "half-disk")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig(DatasetConfig):
+    num_classes: int = 10
+    image_size: int = 32
+    train_per_class: int = 200
+    val_per_class: int = 50
+    test_per_class: int = 50
+    noise: float = 0.08
+
+    def validate(self, where: str) -> None:
+        for name in ("num_classes", "image_size", "train_per_class", "val_per_class", "test_per_class"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{where}.{name}: must be at least 1, got {getattr(self, name)}")
+        if self.image_size < 8:
+            raise ValueError(f"{where}.image_size: shapes need at least 8 px, got {self.image_size}")
+
+
+def _shape_mask(shape: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Inside-ness of each image's shape at coordinates (x, y) in the shape's own frame."""
+    r = torch.sqrt(x * x + y * y)
+    ax, ay = x.abs(), y.abs()
+    box = torch.maximum(ax, ay)
+    masks = torch.stack([
+        r < 0.5,
+        box < 0.42,
+        (y > -0.35) & (y < 0.5 - 1.7 * ax),
+        (r > 0.28) & (r < 0.5),
+        ((ax < 0.14) & (ay < 0.5)) | ((ay < 0.14) & (ax < 0.5)),
+        ax + ay < 0.55,
+        (box < 0.48) & (box > 0.3),
+        (ay < 0.13) & (ax < 0.62),
+        ((x - 0.3) ** 2 + y * y < 0.04) | ((x + 0.3) ** 2 + y * y < 0.04),
+        (r < 0.5) & (y > 0),
+    ])  # S x N x H x W
+    return masks.gather(0, shape.view(1, -1, 1, 1).expand(1, *x.shape)).squeeze(0)
+
+
+def render(labels: torch.Tensor, size: int, generator: torch.Generator, noise: float = 0.08) -> torch.Tensor:
+    """Images (uint8, N x 3 x size x size) of the given classes."""
+    n = len(labels)
+    u = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+    grid = torch.linspace(-1, 1, size)
+    gy, gx = torch.meshgrid(grid, grid, indexing="ij")
+    scale = 0.55 + 0.45 * u(n)
+    angle = 2 * torch.pi * u(n)
+    cx, cy = (u(n) - 0.5) * (1.6 - 1.1 * scale), (u(n) - 0.5) * (1.6 - 1.1 * scale)
+    dx = (gx[None] - cx[:, None, None]) / scale[:, None, None]
+    dy = (gy[None] - cy[:, None, None]) / scale[:, None, None]
+    cos, sin = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+    x, y = cos * dx + sin * dy, -sin * dx + cos * dy
+
+    shape = labels % len(SHAPES)
+    mask = _shape_mask(shape, x, y).float()
+    stripes = labels // len(SHAPES)  # 0: solid; k: stripes of frequency 3k across the shape
+    striped = torch.cos(torch.pi * 3 * stripes[:, None, None] * x) > 0
+    mask = torch.where(stripes[:, None, None] > 0, mask * striped.float(), mask)
+
+    background = u(n, 3, 1, 1)
+    contrast = (0.35 + 0.4 * u(n, 3, 1, 1)) * torch.where(u(n, 1, 1, 1) < 0.5, -1.0, 1.0)
+    foreground = (background + contrast).clamp(0, 1)
+    gradient = (u(n, 3, 1, 1) - 0.5) * 0.3 * gx[None, None]
+    image = background + gradient + mask[:, None] * (foreground - background)
+    image = image + noise * torch.randn(image.shape, generator=generator)
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _split(config: SyntheticConfig, per_class: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(config.seed * 1000 + stream)
+    labels = torch.arange(config.num_classes).repeat_interleave(per_class)
+    labels = labels[torch.randperm(len(labels), generator=generator)]
+    return render(labels, config.image_size, generator, config.noise), labels
+
+
+def class_names(config: SyntheticConfig) -> list[str]:
+    return [SHAPES[c % len(SHAPES)] + (f"-stripes{c // len(SHAPES)}" if c >= len(SHAPES) else "")
+            for c in range(config.num_classes)]
+
+
+def load(config: SyntheticConfig) -> Splits:
+    train_x, train_y = _split(config, config.train_per_class, 1)
+    val_x, val_y = _split(config, config.val_per_class, 2)
+    test_x, _ = _split(config, config.test_per_class, 3)
+    order, ids = opaque_test_split(len(test_x), config.seed)
+    return Splits(
+        train=TensorImages(train_x, train_y.tolist()), val=TensorImages(val_x, val_y.tolist()),
+        test=TensorImages(test_x[torch.as_tensor(order)], ids), num_classes=config.num_classes,
+        class_names=class_names(config), image_size=config.image_size)
+
+
+def test_labels(config: SyntheticConfig) -> dict[str, int]:
+    """The held labels of the test split: for the challenge server only."""
+    _, labels = _split(config, config.test_per_class, 3)
+    order, ids = opaque_test_split(len(labels), config.seed)
+    return dict(zip(ids, labels[torch.as_tensor(order)].tolist()))

@@ -1,0 +1,89 @@
+"""A job: what to run, its identity, and the registry of task kinds that run it."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Bump when a change alters what a job computes for the same configuration: it is part of every
+# job's identity, so results of the old protocol are not mistaken for the new.
+PROTOCOL_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = 1.0  # per training worker
+    gpus: float = 0.0  # per training worker
+    workers: int = 1  # Ray Train workers; more than one means DDP through TorchTrainer
+
+    def validate(self, where: str) -> None:
+        if self.cpus <= 0:
+            raise ValueError(f"{where}.cpus: must be positive, got {self.cpus}")
+        if self.gpus < 0:
+            raise ValueError(f"{where}.gpus: must not be negative, got {self.gpus}")
+        if self.workers < 1:
+            raise ValueError(f"{where}.workers: at least 1, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    suite: str
+    task: str  # a key of TASKS
+    arch: str
+    dataset: str
+    dataset_options: dict[str, Any]
+    recipe: dict[str, Any]
+    seed: int
+    input_size: int
+    resources: Resources = field(default_factory=Resources)
+    storage: str = "runs"  # root folder of every job's own folder
+    max_failures: int = 2
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that determines the result, and nothing that does not (suite name, storage, CPUs)."""
+        return {
+            "protocol": PROTOCOL_VERSION, "task": self.task, "arch": self.arch, "dataset": self.dataset,
+            "dataset_options": self.dataset_options, "recipe": self.recipe, "seed": self.seed,
+            "input_size": self.input_size, "world_size": self.resources.workers,
+        }
+
+    @property
+    def job_id(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.storage) / f"{self.arch}-{self.dataset}-s{self.seed}-{self.job_id[:10]}"
+
+    @property
+    def uses_gpu(self) -> bool:
+        return self.resources.gpus > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobSpec:
+        return cls(**{**d, "resources": Resources(**d["resources"])})
+
+
+TaskFn = Callable[..., dict[str, Any]]  # (JobSpec, RunContext) -> result
+
+
+def _classification(spec: JobSpec, ctx: Any) -> dict[str, Any]:
+    from workers.train import train_classifier
+
+    return train_classifier(spec, ctx)
+
+
+def _detection(spec: JobSpec, ctx: Any) -> dict[str, Any]:
+    from workers.detection.train import train_detector
+
+    return train_detector(spec, ctx)
+
+
+TASKS: dict[str, TaskFn] = {"classification": _classification, "detection": _detection}

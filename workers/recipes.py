@@ -1,0 +1,86 @@
+"""Training recipes as data: the papers' and torchvision's reference settings, scaled by a suite.
+
+Schedules are written in fractions of the run, so one recipe serves a 90-epoch ImageNet
+run and a two-epoch smoke run alike. The learning rate is given for a batch of 256
+and scaled linearly with the batch actually used (Goyal et al., 2017).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = 90
+    batch_size: int = 256
+    lr: float = 0.1  # for a batch of 256
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = False
+    schedule: str = "step"  # step | cosine
+    milestones: tuple[float, ...] = (1 / 3, 2 / 3)  # fractions of the run where lr *= gamma
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    dropout: float | None = None  # None: the architecture's own default
+    aux_weight: float = 0.0  # auxiliary classifiers' loss weight (GoogLeNet 0.3, Inception v3 0.4)
+    ten_crop: bool = False  # evaluate on 10 crops (AlexNet/VGG style)
+    amp: bool = True  # bf16 autocast on GPU
+    channels_last: bool = True  # on GPU
+    compile: bool = False  # torch.compile the model
+    num_workers: int = 0  # data loader processes
+
+    def scaled_lr(self) -> float:
+        return self.lr * self.batch_size / 256
+
+    def lr_factor(self, progress: float) -> float:
+        """The multiplier of the base learning rate at `progress` (epochs done, fractional)."""
+        if self.warmup_epochs and progress < self.warmup_epochs:
+            return (progress + 1e-3) / self.warmup_epochs
+        frac = progress / max(self.epochs, 1e-9)
+        if self.schedule == "cosine":
+            w = self.warmup_epochs / max(self.epochs, 1e-9)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - w) / max(1 - w, 1e-9))))
+        return self.gamma ** sum(frac >= m for m in self.milestones)
+
+    def override(self, **changes: Any) -> Recipe:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe field(s) {unknown}; known: {sorted(known)}")
+        if "milestones" in changes:
+            changes["milestones"] = tuple(changes["milestones"])
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+RECIPE_TYPES = {f.name: f.type for f in fields(Recipe)}
+
+# AlexNet (Krizhevsky et al., 2012): SGD 0.9, wd 5e-4, lr 0.01 divided by 10 when val error plateaus
+# (three times in ~90 epochs); dropout 0.5 in the first two FC layers.
+ALEXNET = Recipe(lr=0.01, weight_decay=5e-4, milestones=(1 / 3, 2 / 3), dropout=0.5, ten_crop=False)
+# VGG (Simonyan & Zisserman, 2015): as AlexNet, lr 0.01, wd 5e-4, dropout 0.5, batch 256.
+VGG = Recipe(lr=0.01, weight_decay=5e-4, milestones=(1 / 3, 2 / 3), dropout=0.5)
+# GoogLeNet (Szegedy et al., 2015): SGD 0.9, lr decreased 4% every 8 epochs, aux losses weighted 0.3,
+# dropout 0.4 before the classifier (torchvision: 0.2 main, 0.7 aux).
+GOOGLENET = Recipe(lr=0.1, weight_decay=1e-4, milestones=tuple(i / 30 for i in range(1, 30)), gamma=0.96,
+                   aux_weight=0.3, dropout=0.4)
+# Inception v3 (Szegedy et al., 2016): label smoothing 0.1, aux head weighted 0.4 as in torchvision's
+# reference; the paper's RMSProp is replaced by the reference script's SGD.
+INCEPTION_V3 = Recipe(lr=0.1, weight_decay=1e-4, schedule="cosine", warmup_epochs=0.0,
+                      label_smoothing=0.1, aux_weight=0.4, dropout=0.5)
+# ResNet (He et al., 2016) and torchvision's reference: lr 0.1, wd 1e-4, /10 every 30 of 90 epochs.
+RESNET = Recipe(lr=0.1, weight_decay=1e-4, milestones=(1 / 3, 2 / 3))
+# DenseNet (Huang et al., 2017): lr 0.1, wd 1e-4, Nesterov momentum, /10 at 50% and 75% of training.
+DENSENET = Recipe(lr=0.1, weight_decay=1e-4, nesterov=True, milestones=(0.5, 0.75))
+
+FAMILY_RECIPES: dict[str, Recipe] = {
+    "alexnet": ALEXNET, "vgg": VGG, "googlenet": GOOGLENET, "inception": INCEPTION_V3,
+    "resnet": RESNET, "densenet": DENSENET,
+}

@@ -1,0 +1,135 @@
+"""The model zoo: every architecture of the lecture, built by torchvision with `weights=None`.
+
+`python -m workers.zoo` lists them with parameters and GFLOPs at the native resolution.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torchvision import models
+
+from workers.recipes import FAMILY_RECIPES, Recipe
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    family: str
+    paper: str
+    year: int
+    native_size: int  # the paper's input resolution
+    # The smallest input the torchvision model accepts (measured). ResNet and DenseNet end in an
+    # adaptive pool and accept any size; 32 px is where their last stage is still 1x1, not padding.
+    min_size: int
+    builder: Callable[..., nn.Module]
+    aux_min_size: int | None = None  # below this, auxiliary heads are switched off
+
+    @property
+    def recipe(self) -> Recipe:
+        return FAMILY_RECIPES[self.family]
+
+    def build(self, num_classes: int, input_size: int | None = None, dropout: float | None = None) -> nn.Module:
+        size = input_size or self.native_size
+        if size < self.min_size:
+            raise ValueError(f"{self.name} needs inputs of at least {self.min_size} px, got {size}")
+        kwargs: dict[str, Any] = {"weights": None, "num_classes": num_classes}
+        if self.family in ("googlenet", "inception"):
+            kwargs["init_weights"] = True
+            kwargs["aux_logits"] = self.has_aux(size)
+        if dropout is not None and self.family in ("alexnet", "vgg", "googlenet", "inception"):
+            kwargs["dropout"] = dropout
+        return self.builder(**kwargs)
+
+    def has_aux(self, size: int) -> bool:
+        return self.aux_min_size is not None and size >= self.aux_min_size
+
+
+ALEXNET = "ImageNet Classification with Deep Convolutional Neural Networks (Krizhevsky et al.)"
+VGG = "Very Deep Convolutional Networks for Large-Scale Image Recognition (Simonyan & Zisserman)"
+GOOGLENET = "Going Deeper with Convolutions (Szegedy et al.)"
+INCEPTION = "Rethinking the Inception Architecture for Computer Vision (Szegedy et al.)"
+RESNET = "Deep Residual Learning for Image Recognition (He et al.)"
+DENSENET = "Densely Connected Convolutional Networks (Huang et al.)"
+
+ARCHS: dict[str, Arch] = {}
+
+
+def _register(name: str, family: str, paper: str, year: int, native: int, minimum: int, **kw: Any) -> None:
+    ARCHS[name] = Arch(name, family, paper, year, native, minimum, getattr(models, name), **kw)
+
+
+_register("alexnet", "alexnet", ALEXNET, 2012, 224, 63)
+for depth in (11, 13, 16, 19):
+    for suffix in ("", "_bn"):
+        _register(f"vgg{depth}{suffix}", "vgg", VGG, 2014, 224, 32)
+_register("googlenet", "googlenet", GOOGLENET, 2014, 224, 15, aux_min_size=15)
+_register("inception_v3", "inception", INCEPTION, 2015, 299, 75, aux_min_size=299)
+for depth in (18, 34, 50, 101, 152):
+    _register(f"resnet{depth}", "resnet", RESNET, 2015, 224, 32)
+for depth in (121, 161, 169, 201):
+    _register(f"densenet{depth}", "densenet", DENSENET, 2016, 224, 32)
+
+
+def get_arch(name: str) -> Arch:
+    try:
+        return ARCHS[name]
+    except KeyError:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}") from None
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, size: int) -> float:
+    """FLOPs of one forward pass on one image, by torch's counter (a multiply-add counts as 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    param = next(model.parameters())
+    x = torch.zeros(1, 3, size, size, device=param.device, dtype=param.dtype)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    return float(counter.get_total_flops())
+
+
+def zoo_table(num_classes: int = 1000) -> list[dict[str, Any]]:
+    rows = []
+    for arch in ARCHS.values():
+        model = arch.build(num_classes)
+        flops = count_flops(model, arch.native_size)
+        rows.append({
+            "arch": arch.name, "family": arch.family, "year": arch.year, "input": arch.native_size,
+            "min_input": arch.min_size, "params_M": count_params(model) / 1e6,
+            "GMACs": flops / 2e9,  # torchvision's "GFLOPS" column counts a multiply-add once
+            "GFLOPs": flops / 1e9, "paper": arch.paper,
+        })
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.zoo",
+        description="List every architecture with parameters and compute at its native resolution. "
+                    "GMACs counts a multiply-add once (torchvision's published 'GFLOPS'); GFLOPs counts it twice "
+                    "(torch.utils.flop_counter).")
+    parser.add_argument("--classes", type=int, default=1000, help="classifier width (default 1000, as ImageNet)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    import pandas as pd
+
+    table = pd.DataFrame(zoo_table(args.classes))
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        print(table.drop(columns="paper").to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+if __name__ == "__main__":
+    main()
