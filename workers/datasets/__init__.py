@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from workers.datasets import digits, imagefolder, imagenet, synthetic
+from workers.datasets import digits, synthetic
 from workers.datasets.base import DatasetConfig, DatasetError, Splits
 from workers.typed import from_dict
 
@@ -21,8 +21,6 @@ class DatasetEntry:
 DATASETS: dict[str, DatasetEntry] = {
     "synthetic": DatasetEntry(synthetic.SyntheticConfig, synthetic.load, synthetic.test_labels),
     "digits": DatasetEntry(digits.DigitsConfig, digits.load, digits.test_labels),
-    "imagefolder": DatasetEntry(imagefolder.ImageFolderConfig, imagefolder.load, imagefolder.test_labels),
-    "imagenet": DatasetEntry(imagenet.ImageNetConfig, imagenet.load, imagenet.test_labels),
 }
 
 
