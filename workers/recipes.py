@@ -26,7 +26,11 @@ class Recipe:
     label_smoothing: float = 0.0
     dropout: float | None = None  # None: the architecture's own default
     aux_weight: float = 0.0  # auxiliary classifiers' loss weight (GoogLeNet 0.3, Inception v3 0.4)
+    crop_scale: tuple[float, ...] = (0.08, 1.0)  # RandomResizedCrop's area range (Inception-style)
+    hflip: bool = True
+    eval_crop: float = 0.875  # centre crop after resizing to size / eval_crop (224 of 256)
     ten_crop: bool = False  # evaluate on 10 crops (AlexNet/VGG style)
+    max_steps_per_epoch: int = 0  # 0: whole epochs; else a fixed budget of steps (smoke runs)
     amp: bool = True  # bf16 autocast on GPU
     channels_last: bool = True  # on GPU
     compile: bool = False  # torch.compile the model
@@ -50,13 +54,14 @@ class Recipe:
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ValueError(f"unknown recipe field(s) {unknown}; known: {sorted(known)}")
-        if "milestones" in changes:
-            changes["milestones"] = tuple(changes["milestones"])
+        for key in ("milestones", "crop_scale"):
+            if key in changes:
+                changes[key] = tuple(changes[key])
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["milestones"] = list(self.milestones)
+        d["milestones"], d["crop_scale"] = list(self.milestones), list(self.crop_scale)
         return d
 
 

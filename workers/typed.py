@@ -13,6 +13,11 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message starts with where it is (file, field)."""
 
 
+def join(where: str, key: str) -> str:
+    """`file: field.sub` — a path of fields after the file name."""
+    return f"{where}{key}" if where.endswith(": ") else f"{where}.{key}"
+
+
 def _check(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if hint is Any:
@@ -69,13 +74,16 @@ def from_dict(cls: type[T], data: Any, where: str, ignore: tuple[str, ...] = ())
     known = {f.name for f in fields(cls) if f.init}
     unknown = sorted(set(data) - known - set(ignore))
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown field; known fields: {', '.join(sorted(known))}")
-    values = {k: _check(v, hints[k], f"{where}.{k}") for k, v in data.items() if k in known}
+        raise ConfigError(f"{join(where, unknown[0])}: unknown field; known fields: {', '.join(sorted(known))}")
+    values = {k: _check(v, hints[k], join(where, k)) for k, v in data.items() if k in known}
     try:
         obj = cls(**values)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     check = getattr(obj, "validate", None)
     if check:
-        check(where)
+        try:
+            check(where.rstrip(": "))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return obj

@@ -1,0 +1,173 @@
+"""Benchmark suites: TOML files parsed into typed objects and expanded into jobs.
+
+A suite names datasets, architectures (or "all"), seeds, recipe overrides and the resources
+each job asks for. The optional [detection] table has the same shape for the detector track.
+Every mistake is reported before anything runs, as "<file>: <field>: <reason>".
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workers.datasets import dataset_config, get_dataset
+from workers.jobs import JobSpec, Resources
+from workers.recipes import Recipe
+from workers.typed import ConfigError, from_dict
+from workers.zoo import ARCHS, get_arch
+
+
+
+@dataclass(frozen=True)
+class Track:
+    """One task's part of a suite: which models on which data, trained how, on what."""
+
+    architectures: Any = "all"  # "all" or a list of names
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+    recipe: dict[str, Any] = field(default_factory=dict)  # overrides for every architecture
+    overrides: dict[str, Any] = field(default_factory=dict)  # per architecture or family: {name: {field: value}}
+    resources: Resources = field(default_factory=Resources)
+    input_size: int = 0  # 0: the dataset's image size, raised to what each architecture accepts
+
+    def arch_names(self, task: str, where: str) -> list[str]:
+        names = self.architectures
+        if names == "all":
+            return list(ARCHS) if task == "classification" else ["alexnet"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f'{where}.architectures: expected "all" or a non-empty list of names, got {names!r}')
+        for name in names:
+            if name not in ARCHS and not (task == "detection" and name.startswith("fasterrcnn")):
+                raise ConfigError(f"{where}.architectures: unknown architecture {name!r}; known: {', '.join(ARCHS)}")
+        return names
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: str
+    storage: str
+    seeds: tuple[int, ...]
+    max_failures: int
+    tracks: dict[str, Track]  # task -> track
+
+    def jobs(self) -> list[JobSpec]:
+        return expand(self)
+
+
+SUITE_KEYS = {"name", "storage", "seeds", "max_failures", "detection", *Track.__dataclass_fields__}
+
+
+def load_suite(path: str | Path) -> Suite:
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such suite file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    return parse_suite(raw, where)
+
+
+def parse_suite(raw: dict[str, Any], where: str) -> Suite:
+    unknown = sorted(set(raw) - SUITE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: {unknown[0]}: unknown field; known: {', '.join(sorted(SUITE_KEYS))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: name: a suite needs a non-empty name")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"{where}: seeds: expected a non-empty list of integers, got {seeds!r}")
+    max_failures = raw.get("max_failures", 2)
+    if not isinstance(max_failures, int) or max_failures < 0:
+        raise ConfigError(f"{where}: max_failures: expected a non-negative integer, got {max_failures!r}")
+    storage = raw.get("storage", "runs")
+    if not isinstance(storage, str):
+        raise ConfigError(f"{where}: storage: expected a path, got {storage!r}")
+
+    tracks = {}
+    classification = {k: v for k, v in raw.items() if k in Track.__dataclass_fields__}
+    if classification.get("datasets"):
+        tracks["classification"] = _track(classification, "classification", where)
+    if "detection" in raw:
+        tracks["detection"] = _track(raw["detection"], "detection", f"{where}: detection")
+    if not tracks:
+        raise ConfigError(f"{where}: datasets: a suite needs at least one dataset")
+    suite = Suite(name, where, storage, tuple(seeds), max_failures, tracks)
+    suite.jobs()  # expanding checks every architecture against its input size
+    return suite
+
+
+def _track(raw: Any, task: str, where: str) -> Track:
+    track = from_dict(Track, raw, where if task == "detection" else f"{where}: ")
+    if not isinstance(track.datasets, list) or not track.datasets:
+        raise ConfigError(f"{where}: datasets: expected a non-empty list of tables")
+    for i, ds in enumerate(track.datasets):
+        here = f"{where}: datasets[{i}]"
+        if not isinstance(ds, dict) or not isinstance(ds.get("name"), str):
+            raise ConfigError(f"{here}.name: each dataset needs a name")
+        try:
+            entry = get_dataset(ds["name"])
+        except KeyError as exc:
+            raise ConfigError(f"{here}.name: {exc.args[0]}") from None
+        if entry.task != task:
+            raise ConfigError(f"{here}.name: {ds['name']!r} is a {entry.task} dataset, not {task}")
+        _wrap(lambda: dataset_config(ds["name"], ds, here), here)
+    if task == "classification":  # the detector takes recipe keys of its own (proposals, ...)
+        _wrap(lambda: Recipe().override(**track.recipe), f"{where}: recipe")
+    for key, changes in track.overrides.items():
+        if key not in ARCHS and key not in {a.family for a in ARCHS.values()}:
+            raise ConfigError(f"{where}: overrides.{key}: not an architecture or family name")
+        if not isinstance(changes, dict):
+            raise ConfigError(f"{where}: overrides.{key}: expected a table of recipe fields")
+        _wrap(lambda: Recipe().override(**changes), f"{where}: overrides.{key}")
+    track.arch_names(task, where)
+    return track
+
+
+def _wrap(check, where: str) -> Any:
+    try:
+        return check()
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def recipe_for(track: Track, arch: str, task: str) -> Recipe:
+    """The paper's recipe for the architecture, then the suite's overrides: global, family, architecture."""
+    base = get_arch(arch).recipe if arch in ARCHS and task == "classification" else Recipe()
+    family = ARCHS[arch].family if arch in ARCHS else None
+    recipe = base.override(**track.recipe)
+    for key in (family, arch):
+        if key and key in track.overrides:
+            recipe = recipe.override(**track.overrides[key])
+    return recipe
+
+
+def expand(suite: Suite) -> list[JobSpec]:
+    jobs = []
+    for task, track in suite.tracks.items():
+        for ds in track.datasets:
+            options = {k: v for k, v in ds.items() if k != "name"}
+            native = options.get("image_size") or 224
+            for arch in track.arch_names(task, suite.path):
+                size = track.input_size or native
+                if arch in ARCHS:
+                    minimum = ARCHS[arch].min_size
+                    if track.input_size and size < minimum:
+                        raise ConfigError(f"{suite.path}: input_size: {arch} needs at least {minimum} px, got {size}")
+                    size = max(size, minimum)
+                if task == "classification":
+                    recipe = _wrap(lambda: recipe_for(track, arch, task), f"{suite.path}: overrides.{arch}").to_dict()
+                else:
+                    recipe = {**Recipe().to_dict(), **track.recipe}
+                for seed in suite.seeds:
+                    jobs.append(JobSpec(
+                        suite=suite.name, task=task, arch=arch, dataset=ds["name"], dataset_options=options,
+                        recipe=recipe,
+                        seed=seed, input_size=size, resources=track.resources, storage=suite.storage,
+                        max_failures=suite.max_failures))
+    return jobs

@@ -1,0 +1,235 @@
+"""The one classification training loop: a warm Ray task runs it as rank 0 of 1, TorchTrainer on every rank."""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision.transforms import v2
+
+from workers import provenance
+from workers.context import RunContext
+from workers.datasets import Splits, load_dataset
+from workers.jobs import JobSpec
+from workers.metrics import TOP_K, TopKCounter
+from workers.recipes import Recipe
+from workers.zoo import count_flops, count_params, get_arch
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as the reference scripts
+
+
+def train_transform(size: int, recipe: Recipe) -> v2.Compose:
+    steps = [v2.RandomResizedCrop(size, scale=recipe.crop_scale, antialias=True)]
+    if recipe.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+
+
+def eval_transform(size: int, recipe: Recipe, ten_crop: bool = False) -> v2.Compose:
+    resize = [v2.Resize(round(size / recipe.eval_crop), antialias=True)]
+    crop = [v2.TenCrop(size), v2.Lambda(torch.stack)] if ten_crop else [v2.CenterCrop(size)]
+    return v2.Compose([*resize, *crop, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+
+
+class Transformed(Dataset):
+    """A split with a transform applied to its images, leaving the target (label or id) alone."""
+
+    def __init__(self, base: Dataset, transform):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, target = self.base[i]
+        return self.transform(image), target
+
+
+def shard(dataset: Dataset, ctx: RunContext) -> Dataset:
+    """This rank's share of an evaluation set, without the padding DistributedSampler adds."""
+    return dataset if ctx.world_size == 1 else Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
+
+
+def loss_fn(outputs: Any, targets: torch.Tensor, criterion: nn.Module, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Main loss plus the auxiliary classifiers' (GoogLeNet, Inception v3), weighted as in their papers."""
+    if isinstance(outputs, tuple):  # GoogLeNetOutputs / InceptionOutputs in train mode
+        logits, aux = outputs[0], [a for a in outputs[1:] if a is not None]
+    else:
+        logits, aux = outputs, []
+    loss = criterion(logits, targets)
+    for a in aux:
+        loss = loss + aux_weight * criterion(a, targets)
+    return loss, logits
+
+
+@dataclass
+class Setup:
+    model: nn.Module  # what runs forward: DDP-wrapped when world_size > 1
+    bare: nn.Module
+    optimizer: torch.optim.Optimizer
+    recipe: Recipe
+    data: Splits
+    device: torch.device
+    autocast: bool
+    channels_last: bool
+
+
+def build(spec: JobSpec, ctx: RunContext) -> Setup:
+    recipe = Recipe().override(**spec.recipe)
+    torch.manual_seed(spec.seed)
+    data = load_dataset(spec.dataset, spec.dataset_options)
+    on_gpu = ctx.device.type == "cuda"
+    bare = get_arch(spec.arch).build(data.num_classes, spec.input_size, recipe.dropout).to(ctx.device)
+    channels_last = on_gpu and recipe.channels_last
+    if channels_last:
+        bare = bare.to(memory_format=torch.channels_last)
+    model = bare
+    if ctx.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(bare, device_ids=[ctx.device.index] if on_gpu else None)
+    if recipe.compile:
+        model = torch.compile(model)
+    optimizer = torch.optim.SGD(bare.parameters(), lr=recipe.scaled_lr(), momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+    return Setup(model, bare, optimizer, recipe, data, ctx.device, on_gpu and recipe.amp, channels_last)
+
+
+def to_device(s: Setup, images: torch.Tensor) -> torch.Tensor:
+    images = images.to(s.device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last) if s.channels_last and images.dim() == 4 else images
+
+
+def train_one_epoch(s: Setup, loader: DataLoader, epoch: int, criterion: nn.Module) -> dict[str, float]:
+    s.model.train()
+    steps = len(loader) if not s.recipe.max_steps_per_epoch else min(len(loader), s.recipe.max_steps_per_epoch)
+    base_lr, seen, loss_sum, counter = s.recipe.scaled_lr(), 0, 0.0, TopKCounter((1,))
+    start = time.perf_counter()
+    for i, (images, targets) in enumerate(loader):
+        if i >= steps:
+            break
+        lr = base_lr * s.recipe.lr_factor(epoch + i / steps)
+        for group in s.optimizer.param_groups:
+            group["lr"] = lr
+        images, targets = to_device(s, images), targets.to(s.device, non_blocking=True)
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.autocast):
+            loss, logits = loss_fn(s.model(images), targets, criterion, s.recipe.aux_weight)
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        s.optimizer.step()
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, step {i}")
+        loss_sum += loss.item() * len(targets)
+        counter.update(logits.detach().float(), targets)
+        seen += len(targets)
+    elapsed = time.perf_counter() - start
+    return {"train_loss": loss_sum / max(seen, 1), "train_top1_err": counter.errors()[1],
+            "images_per_s": seen * max(1, (dist.get_world_size() if dist.is_initialized() else 1)) / elapsed,
+            "lr": lr}
+
+
+@torch.no_grad()
+def evaluate(s: Setup, loader: DataLoader) -> tuple[dict[int, float], float]:
+    """Top-k errors over the whole split (summed across ranks) and this rank's images/s."""
+    s.bare.eval()
+    counter, seen, start = TopKCounter(), 0, time.perf_counter()
+    for images, targets in loader:
+        images, targets = to_device(s, images), targets.to(s.device)
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.autocast):
+            if images.dim() == 5:  # ten crops: average the crops' softmax
+                n, c = images.shape[:2]
+                logits = s.bare(images.flatten(0, 1)).float().softmax(-1).view(n, c, -1).mean(1)
+            else:
+                logits = s.bare(images).float()
+        counter.update(logits, targets)
+        seen += len(targets)
+    ips = seen / max(time.perf_counter() - start, 1e-9)
+    if dist.is_initialized():
+        totals = torch.cat([counter.correct, torch.tensor([counter.total])]).to(s.device)
+        dist.all_reduce(totals)
+        counter.correct, counter.total = totals[:-1].cpu(), int(totals[-1])
+    return counter.errors(), ips
+
+
+@torch.no_grad()
+def predict_test(s: Setup, loader: DataLoader, ctx: RunContext) -> str:
+    """Writes the test split's top-5 guesses in the submission format; test labels are never at hand."""
+    s.bare.eval()
+    path = ctx.storage / "predictions.csv"
+    k = min(5, s.data.num_classes)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image_id", *[f"pred_{j}" for j in range(1, k + 1)]])
+        for images, ids in loader:
+            with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.autocast):
+                top = s.bare(to_device(s, images)).float().topk(k, dim=1).indices.cpu().tolist()
+            writer.writerows([image_id, *guesses] for image_id, guesses in zip(ids, top))
+    return str(path)
+
+
+def train_classifier(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
+    wall_start = time.perf_counter()
+    provenance.reset_peak_memory(ctx.device)
+    s = build(spec, ctx)
+    size, recipe = spec.input_size, s.recipe
+    batch = max(1, recipe.batch_size // ctx.world_size)
+    train_set = Transformed(s.data.train, train_transform(size, recipe))
+    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, seed=spec.seed) if ctx.world_size > 1 else None
+    generator = torch.Generator().manual_seed(spec.seed)
+    train_loader = DataLoader(train_set, batch, shuffle=sampler is None, sampler=sampler, drop_last=len(train_set) > batch,
+                              num_workers=recipe.num_workers, generator=generator, pin_memory=s.device.type == "cuda",
+                              persistent_workers=recipe.num_workers > 0)
+    val_loader = DataLoader(shard(Transformed(s.data.val, eval_transform(size, recipe)), ctx), batch,
+                            num_workers=recipe.num_workers)
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+
+    start_epoch, history = 0, []
+    if (checkpoint := ctx.latest_checkpoint()) is not None:
+        state = torch.load(checkpoint, map_location=s.device, weights_only=False)
+        s.bare.load_state_dict(state["model"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"], state["history"]
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["loader_rng"])
+        ctx.log(f"resumed from {checkpoint.name} at epoch {start_epoch}")
+
+    train_ips = []
+    for epoch in range(start_epoch, recipe.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        stats = train_one_epoch(s, train_loader, epoch, criterion)
+        errors, _ = evaluate(s, val_loader)
+        record = {"epoch": epoch + 1, **stats, **{f"val_top{k}_err": errors[k] for k in (1, 5)}}
+        history.append(record)
+        train_ips.append(stats["images_per_s"])
+        saved = ctx.save_checkpoint(epoch + 1, {
+            "model": s.bare.state_dict(), "optimizer": s.optimizer.state_dict(), "epoch": epoch + 1,
+            "history": history, "rng": torch.get_rng_state(), "loader_rng": generator.get_state()})
+        ctx.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        ctx.report({**record, "epochs": recipe.epochs}, saved)
+
+    final_loader = val_loader
+    if recipe.ten_crop:
+        final_loader = DataLoader(shard(Transformed(s.data.val, eval_transform(size, recipe, ten_crop=True)), ctx),
+                                  max(1, batch // 10), num_workers=recipe.num_workers)
+    errors, eval_ips = evaluate(s, final_loader)
+    result: dict[str, Any] = {"top1_err": errors[1], "top5_err": errors[5], "epochs_done": len(history),
+                              "history": history, "metrics": {f"top{k}_err": errors[k] for k in TOP_K}}
+    if not ctx.is_main:
+        return result
+    test_loader = DataLoader(Transformed(s.data.test, eval_transform(size, recipe)), batch)
+    result["metrics"].update({"ten_crop": recipe.ten_crop, "val_images": len(s.data.val), "train_images": len(s.data.train)})
+    result.update({
+        "predictions": predict_test(s, test_loader, ctx),
+        "params": count_params(s.bare), "flops": count_flops(s.bare, size), "input_size": size,
+        "train_ips": sum(train_ips) / len(train_ips) if train_ips else None, "eval_ips": eval_ips,
+        "wall_s": time.perf_counter() - wall_start, "peak_mem_mb": provenance.peak_memory_mb(ctx.device),
+        "hardware": provenance.hardware(ctx.device), "node": provenance.node(), "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(), "checkpoint": str(ctx.latest_checkpoint() or ""),
+        "log_path": str(ctx.storage / "log.txt"),
+    })
+    return result
