@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -123,6 +123,8 @@ class Submission(Base):
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.job_id"))  # official baselines
     label: Mapped[str] = mapped_column(String(128), default="")  # the entry's name, e.g. the architecture
     file_sha256: Mapped[str] = mapped_column(String(64))
+    # The uploaded file itself, for rescoring and provenance; deferred so listings do not load it.
+    file_data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     n_rows: Mapped[int] = mapped_column(Integer)
     primary_score: Mapped[float] = mapped_column(Float)  # the challenge's metric, lower is better
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)  # top-1/top-5 (or mAP) with 95% CIs

@@ -10,6 +10,7 @@ from typing import TextIO
 import ray
 
 from orchestrator import scheduler
+from orchestrator.baselines import submit_baseline
 from orchestrator.progress import ProgressTable
 from orchestrator.store import Store, now
 from orchestrator.suite import Suite
@@ -49,7 +50,9 @@ def run_campaign(suite: Suite, store: Store, storage: str | None = None, address
     states = {j.job_id: "done" for j in plan.jobs if j.job_id in plan.done}
     for job in plan.jobs:
         if job.job_id in plan.recovered:
-            store.record(job, scheduler.saved_result(job))
+            result = scheduler.saved_result(job)
+            if store.record(job, result):
+                submit_baseline(store.url, job, result)
             states[job.job_id] = "done"
     todo = plan.to_run
     print(f"suite {suite.name}: {len(plan.jobs)} jobs, {len(plan.done) + len(plan.recovered)} already done, "
@@ -79,7 +82,8 @@ def run_campaign(suite: Suite, store: Store, storage: str | None = None, address
                 states[job.job_id] = "failed"
                 table.finish(job.job_id, "failed", error=error)
                 continue
-            store.record(job, result)
+            if store.record(job, result):
+                submit_baseline(store.url, job, result)
             states[job.job_id] = "done"
             table.finish(job.job_id, "done", result=result)
         table.update(snapshot)

@@ -59,3 +59,44 @@ def db_url(request) -> str:
     url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
     create_schema(url)
     return url
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayHead:
+    def __init__(self, address: str, dashboard: str, env: dict[str, str]):
+        self.address, self.dashboard, self.env = address, dashboard, env
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess: this venv's tools first on PATH, quiet warnings."""
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    # Ray 2.60's `ray start --head` turns token authentication on; clients then read ~/.ray/auth_token.
+    env["RAY_AUTH_MODE"] = "token"
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[RayHead]:
+    """One Ray head on 127.0.0.1 for the whole session: starting Ray costs seconds, so tests share it."""
+    import subprocess
+
+    port, dash = free_port(), free_port()
+    env = project_env()
+    subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    yield RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", env)
+    subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)

@@ -27,6 +27,9 @@ class Arch:
     min_size: int
     builder: Callable[..., nn.Module]
     aux_min_size: int | None = None  # below this, auxiliary heads are switched off
+    # Modules used in training only and dropped from the deployed model: torchvision's table counts
+    # GoogLeNet without its two auxiliary classifiers (Inception v3's published weights keep AuxLogits).
+    training_only: tuple[str, ...] = ()
 
     @property
     def recipe(self) -> Recipe:
@@ -66,7 +69,7 @@ _register("alexnet", "alexnet", ALEXNET, 2012, 224, 63)
 for depth in (11, 13, 16, 19):
     for suffix in ("", "_bn"):
         _register(f"vgg{depth}{suffix}", "vgg", VGG, 2014, 224, 32)
-_register("googlenet", "googlenet", GOOGLENET, 2014, 224, 15, aux_min_size=15)
+_register("googlenet", "googlenet", GOOGLENET, 2014, 224, 15, aux_min_size=15, training_only=("aux1", "aux2"))
 _register("inception_v3", "inception", INCEPTION, 2015, 299, 75, aux_min_size=299)
 for depth in (18, 34, 50, 101, 152):
     _register(f"resnet{depth}", "resnet", RESNET, 2015, 224, 32)
@@ -81,8 +84,8 @@ def get_arch(name: str) -> Arch:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}") from None
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_params(model: nn.Module, skip: tuple[str, ...] = ()) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if name.split(".")[0] not in skip)
 
 
 def count_flops(model: nn.Module, size: int) -> float:
@@ -106,7 +109,7 @@ def zoo_table(num_classes: int = 1000) -> list[dict[str, Any]]:
         flops = count_flops(model, arch.native_size)
         rows.append({
             "arch": arch.name, "family": arch.family, "year": arch.year, "input": arch.native_size,
-            "min_input": arch.min_size, "params_M": count_params(model) / 1e6,
+            "min_input": arch.min_size, "params_M": count_params(model, arch.training_only) / 1e6,
             "GMACs": flops / 2e9,  # torchvision's "GFLOPS" column counts a multiply-add once
             "GFLOPs": flops / 1e9, "paper": arch.paper,
         })

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 14:50:11.510701
+Create Date: 2026-11-28 15:20:49.282587
 """
 from alembic import op
 import sqlalchemy as sa
@@ -101,6 +101,7 @@ def upgrade() -> None:
     sa.Column('run_id', sa.String(length=64), nullable=True),
     sa.Column('label', sa.String(length=128), nullable=False),
     sa.Column('file_sha256', sa.String(length=64), nullable=False),
+    sa.Column('file_data', sa.LargeBinary(), nullable=True),
     sa.Column('n_rows', sa.Integer(), nullable=False),
     sa.Column('primary_score', sa.Float(), nullable=False),
     sa.Column('scores', sa.JSON(), nullable=False),

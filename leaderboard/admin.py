@@ -1,0 +1,206 @@
+"""`python -m leaderboard admin ...`: challenges, teams, tokens and submissions from the shell."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from db.engine import DEFAULT_URL, URL_ENV, create_schema, database_url, session_scope
+from db.schema import Challenge, Submission, Team
+from leaderboard import scoring
+from leaderboard.challenges import create_challenge, list_challenges
+from leaderboard.quota import rescore, submit
+from leaderboard.tokens import create_team, list_teams, revoke
+
+TOKEN_ENV = "CONVBENCH_TOKEN"
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """`key=value`, the value read as a TOML value (10, 0.5, true, "x"); a bare word stays a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def cmd_create_challenge(args: argparse.Namespace) -> int:
+    if args.if_missing:
+        with session_scope(args.db) as session:
+            if any(c.slug == args.slug for c in list_challenges(session)):
+                print(f"challenge {args.slug!r} exists already")
+                return 0
+    challenge = create_challenge(args.db, args.slug, args.dataset, dict(args.option), title=args.title,
+                                 quota=args.quota, window_days=args.window_days)
+    print(f"challenge {challenge.slug!r} (id {challenge.id}): {challenge.task} on {challenge.dataset}, "
+          f"metric {challenge.metric}, {len(challenge.class_names)} classes, "
+          f"quota {challenge.quota} per {challenge.window_days:g} days")
+    return 0
+
+
+def cmd_create_team(args: argparse.Namespace) -> int:
+    with session_scope(args.db) as session:
+        token = create_team(session, args.name, official=args.official)
+    kind = "official team" if args.official else "team"
+    print(f"{kind} {args.name!r} created. Its token, shown only this once:\n{token}")
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    with session_scope(args.db) as session:
+        revoke(session, args.name)
+    print(f"token of team {args.name!r} revoked")
+    return 0
+
+
+def cmd_list_challenges(args: argparse.Namespace) -> int:
+    with session_scope(args.db) as session:
+        rows = [(c.id, c.slug, c.task, c.dataset, c.metric, f"{c.quota}/{c.window_days:g}d", c.title)
+                for c in list_challenges(session)]
+    _table(("id", "slug", "task", "dataset", "metric", "quota", "title"), rows)
+    return 0
+
+
+def cmd_list_teams(args: argparse.Namespace) -> int:
+    with session_scope(args.db) as session:
+        rows = [(t.id, t.name, "yes" if t.official else "", "yes" if t.revoked else "", f"{t.created_at:%Y-%m-%d}")
+                for t in list_teams(session)]
+    _table(("id", "name", "official", "revoked", "created"), rows)
+    return 0
+
+
+def cmd_list_submissions(args: argparse.Namespace) -> int:
+    query = (select(Submission, Team.name, Challenge.slug, Challenge.metric)
+             .join(Team, Submission.team_id == Team.id).join(Challenge, Submission.challenge_id == Challenge.id)
+             .order_by(Submission.id))
+    if args.challenge:
+        query = query.where(Challenge.slug == args.challenge)
+    with session_scope(args.db) as session:
+        rows = [(s.id, slug, team, s.label, metric, f"{scoring.metric_value(metric, s.primary_score):.4f}",
+                 s.n_rows, f"{s.created_at:%Y-%m-%d %H:%M}", s.run_id or "")
+                for s, team, slug, metric in session.execute(query)]
+    _table(("id", "challenge", "team", "label", "metric", "value", "rows", "created (UTC)", "run"), rows)
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    scored = rescore(args.db, args.id)
+    metric = scored.scores["metric"]
+    print(f"submission {args.id}: {metric} = {scoring.metric_value(metric, scored.primary_score):.4f}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        print(f"error: give --token or set ${TOKEN_ENV}", file=sys.stderr)
+        return 2
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    result = submit(args.db, token, args.challenge, data, path.name, label=args.label)
+    print(format_scores(result.scores))
+    if result.quota_left is None:
+        print("quota: official team, not bound")
+    else:
+        when = f"; next slot {result.next_slot_at:%Y-%m-%d %H:%M:%S} UTC" if result.next_slot_at else ""
+        print(f"submission {result.submission_id} recorded; submissions left in this window: {result.quota_left}{when}")
+    return 0
+
+
+def format_scores(scores: dict[str, Any]) -> str:
+    """One line per score, with its confidence interval where there is one."""
+    lines = []
+    for key, value in scores.items():
+        if key.endswith("_ci") or not isinstance(value, float):
+            continue
+        ci = scores.get(f"{key}_ci")
+        lines.append(f"{key:>9} = {value:.4f}" + (f"  (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""))
+    return "\n".join(lines)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple]) -> None:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in row) for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    if not rows:
+        print("(none)")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add `admin` and its subcommands to the top-level parser's subcommands."""
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=None, metavar="URL",
+                    help=f"database URL (default: ${URL_ENV}, else {DEFAULT_URL}); migrated to the newest schema first")
+    admin = commands.add_parser("admin", help="manage challenges, teams, tokens and submissions",
+                                description="Manage the challenge server: challenges, teams and their tokens, "
+                                            "submissions.")
+    sub = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("create-challenge", parents=[db], help="create a challenge on a dataset's test split",
+                       description="Create a challenge: stores the dataset's test labels (held, never shown) "
+                                   "and the rule of at most QUOTA scored submissions per team per rolling window.")
+    p.add_argument("--slug", required=True, help="short name used in URLs and commands, e.g. synthetic-10")
+    p.add_argument("--dataset", required=True, help="dataset name from the registry, e.g. synthetic, digits")
+    p.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+                   help="a dataset option, e.g. num_classes=20 (repeatable; values read as TOML)")
+    p.add_argument("--title", default="", help="title shown on the site (default: the slug)")
+    p.add_argument("--quota", type=int, default=2, help="scored submissions per team per window (default 2)")
+    p.add_argument("--window-days", type=float, default=7.0, help="length of the rolling window in days (default 7)")
+    p.add_argument("--if-missing", action="store_true", help="do nothing if a challenge of that slug exists")
+    p.set_defaults(func=cmd_create_challenge)
+
+    p = sub.add_parser("create-team", parents=[db], help="create a team and print its token once",
+                       description="Create a team. Its token is printed once and stored only as a hash.")
+    p.add_argument("name", help="the team's name, shown on the leaderboard")
+    p.add_argument("--official", action="store_true", help="an official baseline team: not bound by the quota")
+    p.set_defaults(func=cmd_create_team)
+
+    p = sub.add_parser("revoke-token", parents=[db], help="revoke a team's token",
+                       description="Revoke a team's token; its submissions stay on the leaderboard.")
+    p.add_argument("name", help="the team's name")
+    p.set_defaults(func=cmd_revoke_token)
+
+    p = sub.add_parser("list-challenges", parents=[db], help="list the challenges")
+    p.set_defaults(func=cmd_list_challenges)
+
+    p = sub.add_parser("list-teams", parents=[db], help="list the teams (never their tokens)")
+    p.set_defaults(func=cmd_list_teams)
+
+    p = sub.add_parser("list-submissions", parents=[db], help="list scored submissions",
+                       description="List scored submissions with their primary metric.")
+    p.add_argument("--challenge", default=None, metavar="SLUG", help="only this challenge's submissions")
+    p.set_defaults(func=cmd_list_submissions)
+
+    p = sub.add_parser("rescore", parents=[db], help="score a stored submission again",
+                       description="Validate and score a stored submission again, e.g. after a scorer fix; "
+                                   "its time and quota use stay as they were.")
+    p.add_argument("id", type=int, help="the submission's id (see list-submissions)")
+    p.set_defaults(func=cmd_rescore)
+
+    p = sub.add_parser("submit", parents=[db], help="submit a prediction file as a team",
+                       description="Validate, score and record a prediction file; prints the scores and the "
+                                   "submissions left in the window. A rejected file costs nothing.")
+    p.add_argument("file", help="CSV (classification or detection) or COCO results JSON (detection)")
+    p.add_argument("--token", default=None, help=f"the team's token (default: ${TOKEN_ENV})")
+    p.add_argument("--challenge", required=True, metavar="SLUG", help="the challenge's slug")
+    p.add_argument("--label", default="", help="the entry's name on the leaderboard, e.g. resnet50")
+    p.set_defaults(func=cmd_submit)
+    admin.set_defaults(prepare=prepare)
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Every admin command works on an up-to-date schema."""
+    args.db = create_schema(database_url(args.db))

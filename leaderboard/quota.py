@@ -1,0 +1,186 @@
+"""Submitting: validate, score, and insert under the team's rolling-window quota (DESIGN invariant 2).
+
+The count and the insert happen in one transaction that holds a lock: the team's row
+(SELECT ... FOR UPDATE) on PostgreSQL, the database's write lock (BEGIN IMMEDIATE) on SQLite.
+So concurrent uploads from one team are serialised and cannot exceed the quota. A file that
+fails validation never reaches that transaction and costs nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, undefer
+
+from db.engine import database_url, make_sessionmaker
+from db.schema import Challenge, Run, Submission, Team, utcnow
+from leaderboard import scoring
+from leaderboard.challenges import get_challenge
+from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded
+from leaderboard.submissions import MAX_BYTES, Parsed, validate
+from leaderboard.tokens import authenticate
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    used: int  # scored submissions in the current window
+    left: int | None  # None: an official team, not bound by the quota
+    next_slot_at: datetime | None  # when the oldest counted submission leaves the window; None while one is free
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    submission_id: int
+    challenge: str
+    team: str
+    primary_score: float  # lower is better; scoring.metric_value gives the metric's own value
+    scores: dict[str, Any]
+    quota_left: int | None  # None: official team, unbound
+    next_slot_at: datetime | None  # None while a slot is free
+    existing: bool = False  # True: this run was submitted before; its earlier row is returned
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time here is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def quota_status(session: Session, team: Team, challenge: Challenge, now: datetime | None = None) -> QuotaStatus:
+    """How much of its quota `team` has used on `challenge` in the rolling window ending `now`."""
+    now = _aware(now or utcnow())
+    cutoff = now - timedelta(days=challenge.window_days)
+    used, oldest = session.execute(
+        select(func.count(Submission.id), func.min(Submission.created_at))
+        .where(Submission.team_id == team.id, Submission.challenge_id == challenge.id,
+               Submission.created_at > cutoff)).one()
+    if team.official:
+        return QuotaStatus(used, None, None)
+    left = max(challenge.quota - used, 0)
+    next_slot = _aware(oldest) + timedelta(days=challenge.window_days) if left == 0 and oldest else None
+    return QuotaStatus(used, left, next_slot)
+
+
+def check_upload(session: Session, challenge: Challenge, data: bytes, filename: str,
+                 max_bytes: int = MAX_BYTES) -> Parsed:
+    """Validate a file against a stored challenge without submitting it (e.g. to preview an upload)."""
+    return validate(challenge.task, data, filename, scoring.public_image_ids(session, challenge),
+                    list(challenge.class_names), max_bytes)
+
+
+def _quota_error(challenge: Challenge, status: QuotaStatus) -> QuotaExceeded:
+    at = status.next_slot_at
+    if at is None:  # a quota of zero, set by hand in the database: the challenge is closed
+        return QuotaExceeded(f"challenge {challenge.slug!r} takes no submissions now", None)
+    return QuotaExceeded(f"quota reached: {status.used} of {challenge.quota} submissions to {challenge.slug!r} in the "
+                         f"last {challenge.window_days:g} days; the next slot frees at {at:%Y-%m-%d %H:%M:%S} UTC", at)
+
+
+def _team(session: Session, token_or_team: str | Team, throttle_key: str | None) -> Team:
+    if isinstance(token_or_team, Team):
+        team = session.get(Team, token_or_team.id)
+        if team is None or team.revoked:
+            raise AuthError()
+        return team
+    return authenticate(session, token_or_team, throttle_key)
+
+
+def _result(session: Session, row: Submission, team: Team, challenge: Challenge, now: datetime | None,
+            existing: bool) -> SubmitResult:
+    status = quota_status(session, team, challenge, now)
+    return SubmitResult(row.id, challenge.slug, team.name, row.primary_score, dict(row.scores), status.left,
+                        status.next_slot_at, existing)
+
+
+def _existing_run(session: Session, challenge: Challenge, run_id: str) -> Submission | None:
+    return session.scalar(select(Submission).where(Submission.challenge_id == challenge.id,
+                                                   Submission.run_id == run_id))
+
+
+def _lock_team(session: Session, team_id: int) -> Team:
+    """Start the quota transaction holding the lock; returns the team as it is now."""
+    if session.get_bind().dialect.name == "sqlite":
+        # Must be the transaction's first statement: the begin event in db.engine reads this option.
+        session.connection(execution_options={"sqlite_begin": "BEGIN IMMEDIATE"})
+        team = session.get(Team, team_id)
+    else:
+        team = session.scalar(select(Team).where(Team.id == team_id).with_for_update())
+    if team is None or team.revoked:
+        raise AuthError()
+    return team
+
+
+def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data: bytes, filename: str,
+           label: str = "", run_id: str | None = None, *, now: datetime | None = None,
+           throttle_key: str | None = None, max_bytes: int = MAX_BYTES) -> SubmitResult:
+    """Validate, score and record one prediction file; raises ValidationError, AuthError, QuotaExceeded, ...
+
+    `token_or_team`: a team's token, or a Team row (the orchestrator's official team). A `run_id`
+    already submitted to this challenge returns its earlier submission instead of a second row.
+    `now` fixes the clock (tests, backfills); `throttle_key` slows repeated bad tokens.
+    """
+    maker = make_sessionmaker(database_url(url))
+    with maker() as session:
+        team = _team(session, token_or_team, throttle_key)
+        challenge = get_challenge(session, challenge_slug)
+        if run_id is not None:
+            earlier = _existing_run(session, challenge, run_id)
+            if earlier is not None:
+                return _result(session, earlier, team, challenge, now, existing=True)
+            if session.get(Run, run_id) is None:
+                raise ChallengeError(f"no run {run_id!r} in the runs table")
+        # A cheap early refusal; the check that counts is the locked one below.
+        status = quota_status(session, team, challenge, now)
+        if status.left == 0:
+            raise _quota_error(challenge, status)
+        parsed = check_upload(session, challenge, data, filename, max_bytes)
+        # Scored before the lock so that a slow scorer (COCO mAP) does not hold it; under the lock
+        # only the count and the insert run, and a refused file's scores are dropped unseen.
+        scored = scoring.score_submission(session, challenge, parsed)
+
+    with maker() as session:
+        team = _lock_team(session, team.id)
+        status = quota_status(session, team, challenge, now)
+        if status.left == 0:
+            raise _quota_error(challenge, status)
+        row = Submission(team_id=team.id, challenge_id=challenge.id, run_id=run_id, label=label[:128],
+                         file_sha256=hashlib.sha256(data).hexdigest(), file_data=bytes(data),
+                         n_rows=parsed.n_rows, primary_score=scored.primary_score, scores=scored.scores,
+                         created_at=_aware(now or utcnow()))
+        session.add(row)
+        try:
+            session.flush()
+            # Counted under the lock, with this row in: what is left after this upload, not after later ones.
+            status = quota_status(session, team, challenge, now)
+            session.commit()
+        except IntegrityError:
+            # Another upload of the same run won the race (uq_submission_run): return its row.
+            session.rollback()
+            earlier = _existing_run(session, challenge, run_id) if run_id is not None else None
+            if earlier is None:
+                raise
+            return _result(session, earlier, team, challenge, now, existing=True)
+        return SubmitResult(row.id, challenge.slug, team.name, row.primary_score, dict(row.scores), status.left,
+                            status.next_slot_at)
+
+
+def rescore(url: str | None, submission_id: int) -> scoring.Scored:
+    """Validate and score a stored submission again (after a scorer or label fix); updates its row, keeps its time."""
+    scoring.forget_held_labels()
+    with make_sessionmaker(database_url(url))() as session:
+        row = session.get(Submission, submission_id, options=[undefer(Submission.file_data)])
+        if row is None:
+            raise ChallengeError(f"no submission {submission_id}")
+        if row.file_data is None:
+            raise ChallengeError(f"submission {submission_id} has no stored file to rescore")
+        challenge = session.get(Challenge, row.challenge_id)
+        # The upload's name is not stored: the parser tells COCO JSON from CSV by the first character.
+        parsed = check_upload(session, challenge, row.file_data, "stored-upload", max(MAX_BYTES, len(row.file_data)))
+        scored = scoring.score_submission(session, challenge, parsed)
+        row.primary_score, row.scores, row.n_rows = scored.primary_score, scored.scores, parsed.n_rows
+        session.commit()
+        return scored
+

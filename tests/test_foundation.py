@@ -1,0 +1,127 @@
+"""The thin end-to-end path: suite -> Ray -> database -> leaderboard, and the CLIs around it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from db.schema import Run
+from orchestrator.suite import load_suite, parse_suite
+from workers.typed import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "suites" / "tiny.toml"
+
+
+def run_cli(*args: str, env=None, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def rows(url: str) -> list[Run]:
+    engine = sa.create_engine(url)
+    with sa.orm.Session(engine) as s:
+        found = list(s.scalars(sa.select(Run)))
+    engine.dispose()
+    return found
+
+
+@pytest.mark.parametrize("module", ["orchestrator", "leaderboard", "workers.zoo"])
+def test_every_cli_explains_itself(module):
+    out = run_cli("-m", module, "--help", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout
+
+
+@pytest.mark.parametrize("mutation, named", [
+    ({"architectures": ["resnet18", "resnet9000"]}, "architectures: unknown architecture 'resnet9000'"),
+    ({"recipe": {"epochs": "three"}}, "recipe.epochs: expected an integer"),
+    ({"recipe": {"learning_rate": 0.1}}, "recipe: unknown recipe field(s) ['learning_rate']"),
+    ({"datasets": [{"name": "synthetic", "num_classes": 0}]}, "datasets[0].num_classes: must be at least 1"),
+    ({"datasets": [{"name": "mnist"}]}, "datasets[0].name: unknown dataset 'mnist'"),
+    ({"resources": {"gpus": -1}}, "resources.gpus: must not be negative"),
+    ({"seeds": "0"}, "seeds: expected a non-empty list of integers"),
+    ({"input_size": 40, "architectures": ["inception_v3"]}, "input_size: inception_v3 needs at least 75 px"),
+    ({"colour": "blue"}, "colour: unknown field"),
+])
+def test_malformed_suite_names_the_field(mutation, named):
+    import tomllib
+
+    raw = tomllib.loads(TINY.read_text()) | mutation
+    with pytest.raises(ConfigError) as err:
+        parse_suite(raw, "suites/bad.toml")
+    assert str(err.value).startswith("suites/bad.toml:"), err.value
+    assert named in str(err.value)
+
+
+def test_malformed_suite_file_fails_before_running(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.read_text().replace('epochs = 2', 'epochs = "two"'))
+    out = run_cli("-m", "orchestrator", "run", "--suite", str(bad), "--db", f"sqlite:///{tmp_path}/x.db", timeout=120)
+    assert out.returncode == 2
+    assert f"{bad}: recipe.epochs: expected an integer" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_suite_expands_into_jobs_with_stable_identity():
+    jobs = load_suite(TINY).jobs()
+    assert [j.arch for j in jobs] == ["resnet18", "alexnet"]
+    assert jobs[1].input_size == 63  # AlexNet's smallest input, above the data's 32 px
+    again = load_suite(TINY).jobs()
+    assert [j.job_id for j in jobs] == [j.job_id for j in again]
+    assert len({j.job_id for j in jobs}) == 2
+
+
+@pytest.mark.slow
+def test_smoke_path_writes_one_row_per_job_and_never_twice(ray_head, tmp_path):
+    url = f"sqlite:///{tmp_path}/convbench.db"
+    args = ["-m", "orchestrator", "run", "--suite", str(TINY), "--db", url, "--storage", str(tmp_path / "runs"),
+            "--address", ray_head.address]
+    first = run_cli(*args, env=ray_head.env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    found = rows(url)
+    assert sorted((r.arch, r.dataset) for r in found) == [("alexnet", "synthetic"), ("resnet18", "synthetic")]
+    for r in found:
+        assert r.state == "done"
+        assert 0.0 <= r.top5_err <= r.top1_err <= 1.0
+        assert r.params > 0 and r.flops > 0 and r.epochs_done == 2 and len(r.history) == 2
+        assert r.git_commit and r.versions["torch"] and r.hardware and r.node
+        assert Path(r.checkpoint).is_file()
+    assert "streamlit run leaderboard/app.py" in first.stdout
+    assert "resnet18" in first.stdout and "top-5 err" in first.stdout
+
+    second = run_cli(*args, env=ray_head.env)
+    assert second.returncode == 0, second.stderr
+    assert "2 already done, 0 to run" in second.stdout
+    assert len(rows(url)) == 2
+
+    plan = run_cli("-m", "orchestrator", "plan", "--suite", str(TINY), "--db", url, "--storage", str(tmp_path / "runs"))
+    assert "0 of 2 jobs left to run" in plan.stdout
+
+    from streamlit.testing.v1 import AppTest
+
+    import os
+    os.environ["CONVBENCH_DB"] = url
+    try:
+        app = AppTest.from_file(str(ROOT / "leaderboard" / "app.py"), default_timeout=60).run()
+    finally:
+        del os.environ["CONVBENCH_DB"]
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert list(table["architecture"]) == sorted(table["architecture"], key=lambda a: {r.arch: r.top5_err for r in found}[a])
+    assert set(table["architecture"]) == {"resnet18", "alexnet"}
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_the_suite(ray_head, tmp_path):
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    out = subprocess.run(
+        ["ray", "job", "submit", "--address", ray_head.dashboard, "--working-dir", ".", "--",
+         "python", "-m", "orchestrator", "run", "--suite", "tests/suites/tiny.toml", "--db", url,
+         "--storage", str(tmp_path / "runs")],
+        cwd=ROOT, env=ray_head.env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "succeeded" in out.stdout + out.stderr
+    assert sorted(r.arch for r in rows(url) if r.state == "done") == ["alexnet", "resnet18"]
