@@ -14,7 +14,7 @@ from typing import Any
 from workers.datasets import dataset_config, get_dataset
 from workers.jobs import JobSpec, Resources
 from workers.recipes import Recipe
-from workers.typed import ConfigError, from_dict
+from workers.typed import ConfigError, from_dict, join
 from workers.zoo import ARCHS, get_arch
 
 
@@ -35,10 +35,10 @@ class Track:
         if names == "all":
             return list(ARCHS) if task == "classification" else ["alexnet"]
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise ConfigError(f'{where}.architectures: expected "all" or a non-empty list of names, got {names!r}')
+            raise ConfigError(f'{join(where, "architectures")}: expected "all" or a non-empty list of names, got {names!r}')
         for name in names:
             if name not in ARCHS and not (task == "detection" and name.startswith("fasterrcnn")):
-                raise ConfigError(f"{where}.architectures: unknown architecture {name!r}; known: {', '.join(ARCHS)}")
+                raise ConfigError(f"{join(where, 'architectures')}: unknown architecture {name!r}; known: {', '.join(ARCHS)}")
         return names
 
 
@@ -90,7 +90,7 @@ def parse_suite(raw: dict[str, Any], where: str) -> Suite:
     tracks = {}
     classification = {k: v for k, v in raw.items() if k in Track.__dataclass_fields__}
     if classification.get("datasets"):
-        tracks["classification"] = _track(classification, "classification", where)
+        tracks["classification"] = _track(classification, "classification", f"{where}: ")
     if "detection" in raw:
         tracks["detection"] = _track(raw["detection"], "detection", f"{where}: detection")
     if not tracks:
@@ -101,11 +101,11 @@ def parse_suite(raw: dict[str, Any], where: str) -> Suite:
 
 
 def _track(raw: Any, task: str, where: str) -> Track:
-    track = from_dict(Track, raw, where if task == "detection" else f"{where}: ")
+    track = from_dict(Track, raw, where)
     if not isinstance(track.datasets, list) or not track.datasets:
-        raise ConfigError(f"{where}: datasets: expected a non-empty list of tables")
+        raise ConfigError(f"{join(where, 'datasets')}: expected a non-empty list of tables")
     for i, ds in enumerate(track.datasets):
-        here = f"{where}: datasets[{i}]"
+        here = join(where, f"datasets[{i}]")
         if not isinstance(ds, dict) or not isinstance(ds.get("name"), str):
             raise ConfigError(f"{here}.name: each dataset needs a name")
         try:
@@ -116,13 +116,13 @@ def _track(raw: Any, task: str, where: str) -> Track:
             raise ConfigError(f"{here}.name: {ds['name']!r} is a {entry.task} dataset, not {task}")
         _wrap(lambda: dataset_config(ds["name"], ds, here), here)
     if task == "classification":  # the detector takes recipe keys of its own (proposals, ...)
-        _wrap(lambda: Recipe().override(**track.recipe), f"{where}: recipe")
+        Recipe().override(track.recipe, join(where, "recipe"))
     for key, changes in track.overrides.items():
         if key not in ARCHS and key not in {a.family for a in ARCHS.values()}:
-            raise ConfigError(f"{where}: overrides.{key}: not an architecture or family name")
+            raise ConfigError(f"{join(where, 'overrides.' + key)}: not an architecture or family name")
         if not isinstance(changes, dict):
-            raise ConfigError(f"{where}: overrides.{key}: expected a table of recipe fields")
-        _wrap(lambda: Recipe().override(**changes), f"{where}: overrides.{key}")
+            raise ConfigError(f"{join(where, 'overrides.' + key)}: expected a table of recipe fields")
+        Recipe().override(changes, join(where, "overrides." + key))
     track.arch_names(task, where)
     return track
 
@@ -140,10 +140,10 @@ def recipe_for(track: Track, arch: str, task: str) -> Recipe:
     """The paper's recipe for the architecture, then the suite's overrides: global, family, architecture."""
     base = get_arch(arch).recipe if arch in ARCHS and task == "classification" else Recipe()
     family = ARCHS[arch].family if arch in ARCHS else None
-    recipe = base.override(**track.recipe)
+    recipe = base.override(track.recipe)
     for key in (family, arch):
         if key and key in track.overrides:
-            recipe = recipe.override(**track.overrides[key])
+            recipe = recipe.override(track.overrides[key])
     return recipe
 
 

@@ -38,7 +38,7 @@ def test_every_cli_explains_itself(module):
 @pytest.mark.parametrize("mutation, named", [
     ({"architectures": ["resnet18", "resnet9000"]}, "architectures: unknown architecture 'resnet9000'"),
     ({"recipe": {"epochs": "three"}}, "recipe.epochs: expected an integer"),
-    ({"recipe": {"learning_rate": 0.1}}, "recipe: unknown recipe field(s) ['learning_rate']"),
+    ({"recipe": {"learning_rate": 0.1}}, "recipe.learning_rate: unknown field"),
     ({"datasets": [{"name": "synthetic", "num_classes": 0}]}, "datasets[0].num_classes: must be at least 1"),
     ({"datasets": [{"name": "mnist"}]}, "datasets[0].name: unknown dataset 'mnist'"),
     ({"resources": {"gpus": -1}}, "resources.gpus: must not be negative"),

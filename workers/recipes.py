@@ -7,7 +7,7 @@ and scaled linearly with the batch actually used (Goyal et al., 2017).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -49,15 +49,11 @@ class Recipe:
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - w) / max(1 - w, 1e-9))))
         return self.gamma ** sum(frac >= m for m in self.milestones)
 
-    def override(self, **changes: Any) -> Recipe:
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ValueError(f"unknown recipe field(s) {unknown}; known: {sorted(known)}")
-        for key in ("milestones", "crop_scale"):
-            if key in changes:
-                changes[key] = tuple(changes[key])
-        return replace(self, **changes)
+    def override(self, changes: dict[str, Any], where: str = "recipe") -> Recipe:
+        """This recipe with `changes`; an unknown field or a value of the wrong type raises ConfigError."""
+        from workers.typed import from_dict
+
+        return from_dict(Recipe, {**self.to_dict(), **changes}, where)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -65,7 +61,6 @@ class Recipe:
         return d
 
 
-RECIPE_TYPES = {f.name: f.type for f in fields(Recipe)}
 
 # AlexNet (Krizhevsky et al., 2012): SGD 0.9, wd 5e-4, lr 0.01 divided by 10 when val error plateaus
 # (three times in ~90 epochs); dropout 0.5 in the first two FC layers.

@@ -81,7 +81,7 @@ class Setup:
 
 
 def build(spec: JobSpec, ctx: RunContext) -> Setup:
-    recipe = Recipe().override(**spec.recipe)
+    recipe = Recipe().override(spec.recipe)
     torch.manual_seed(spec.seed)
     data = load_dataset(spec.dataset, spec.dataset_options)
     on_gpu = ctx.device.type == "cuda"
