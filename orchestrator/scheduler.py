@@ -81,9 +81,10 @@ def _context(spec: JobSpec, board: Any, rank: int = 0, world_size: int = 1, cls:
 
     node = ray.get_runtime_context().get_node_id()
     board.report.remote({"job_id": spec.job_id, "state": "running", "node": node})
-    cls = cls or RunContext
-    return cls(job_id=spec.job_id, storage=spec.folder, rank=rank, world_size=world_size,
-               device=pick_device(spec.uses_gpu), on_report=lambda m: board.report.remote(m)), node, torch
+    ctx = (cls or RunContext)(job_id=spec.job_id, storage=spec.folder, rank=rank, world_size=world_size,
+                              device=pick_device(spec.uses_gpu), on_report=lambda m: board.report.remote(m))
+    ctx.log(f"attempt started: pid {os.getpid()} on node {node} as rank {rank} of {world_size}")
+    return ctx, node, torch
 
 
 def _finish(spec: JobSpec, result: dict[str, Any], node_id: str, launcher: str) -> dict[str, Any]:
@@ -99,7 +100,6 @@ def run_as_task(spec_dict: dict[str, Any], board: Any) -> dict[str, Any]:
     spec = JobSpec.from_dict(spec_dict)
     ctx, node_id, torch = _context(spec, board)
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
-    spec.folder.mkdir(parents=True, exist_ok=True)
     return _finish(spec, TASKS[spec.task](spec, ctx), node_id, "task")
 
 

@@ -152,9 +152,9 @@ def expand(suite: Suite) -> list[JobSpec]:
     for task, track in suite.tracks.items():
         for ds in track.datasets:
             options = {k: v for k, v in ds.items() if k != "name"}
-            native = options.get("image_size") or 224
             for arch in track.arch_names(task, suite.path):
-                size = track.input_size or native
+                # Without an input size of the suite's or the data's own, each model gets its paper's.
+                size = track.input_size or options.get("image_size") or (ARCHS[arch].native_size if arch in ARCHS else 224)
                 if arch in ARCHS:
                     minimum = ARCHS[arch].min_size
                     if track.input_size and size < minimum:
@@ -162,8 +162,8 @@ def expand(suite: Suite) -> list[JobSpec]:
                     size = max(size, minimum)
                 if task == "classification":
                     recipe = _wrap(lambda: recipe_for(track, arch, task), f"{suite.path}: overrides.{arch}").to_dict()
-                else:
-                    recipe = {**Recipe().to_dict(), **track.recipe}
+                else:  # the detector types its own recipe (workers.detection.recipe) and keeps its own defaults
+                    recipe = dict(track.recipe)
                 for seed in suite.seeds:
                     jobs.append(JobSpec(
                         suite=suite.name, task=task, arch=arch, dataset=ds["name"], dataset_options=options,

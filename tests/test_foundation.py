@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from db.schema import Run
+from helpers import runs_in
 from orchestrator.suite import load_suite, parse_suite
 from workers.typed import ConfigError
 
@@ -18,14 +17,6 @@ TINY = ROOT / "tests" / "suites" / "tiny.toml"
 
 def run_cli(*args: str, env=None, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def rows(url: str) -> list[Run]:
-    engine = sa.create_engine(url)
-    with sa.orm.Session(engine) as s:
-        found = list(s.scalars(sa.select(Run)))
-    engine.dispose()
-    return found
 
 
 @pytest.mark.parametrize("module", ["orchestrator", "leaderboard", "workers.zoo"])
@@ -81,7 +72,7 @@ def test_smoke_path_writes_one_row_per_job_and_never_twice(ray_head, tmp_path):
             "--address", ray_head.address]
     first = run_cli(*args, env=ray_head.env)
     assert first.returncode == 0, first.stdout + first.stderr
-    found = rows(url)
+    found = runs_in(url)
     assert sorted((r.arch, r.dataset) for r in found) == [("alexnet", "synthetic"), ("resnet18", "synthetic")]
     for r in found:
         assert r.state == "done"
@@ -95,7 +86,7 @@ def test_smoke_path_writes_one_row_per_job_and_never_twice(ray_head, tmp_path):
     second = run_cli(*args, env=ray_head.env)
     assert second.returncode == 0, second.stderr
     assert "2 already done, 0 to run" in second.stdout
-    assert len(rows(url)) == 2
+    assert len(runs_in(url)) == 2
 
     plan = run_cli("-m", "orchestrator", "plan", "--suite", str(TINY), "--db", url, "--storage", str(tmp_path / "runs"))
     assert "0 of 2 jobs left to run" in plan.stdout
@@ -124,4 +115,4 @@ def test_ray_job_submit_runs_the_suite(ray_head, tmp_path):
         cwd=ROOT, env=ray_head.env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "succeeded" in out.stdout + out.stderr
-    assert sorted(r.arch for r in rows(url) if r.state == "done") == ["alexnet", "resnet18"]
+    assert sorted(r.arch for r in runs_in(url) if r.state == "done") == ["alexnet", "resnet18"]

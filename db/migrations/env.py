@@ -1,5 +1,4 @@
 from alembic import context
-from sqlalchemy import pool
 
 from db.engine import make_engine
 from db.schema import Base

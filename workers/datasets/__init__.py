@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from workers.datasets import digits, synthetic
+from workers.datasets import digits, imagefolder, imagenet, synthetic
 from workers.datasets.base import DatasetConfig, DatasetError, Splits
 from workers.typed import from_dict
 
@@ -21,6 +21,8 @@ class DatasetEntry:
 DATASETS: dict[str, DatasetEntry] = {
     "synthetic": DatasetEntry(synthetic.SyntheticConfig, synthetic.load, synthetic.test_labels),
     "digits": DatasetEntry(digits.DigitsConfig, digits.load, digits.test_labels),
+    "imagefolder": DatasetEntry(imagefolder.ImageFolderConfig, imagefolder.load, imagefolder.test_labels),
+    "imagenet": DatasetEntry(imagenet.ImageNetConfig, imagenet.load, imagenet.test_labels),
 }
 
 
@@ -48,3 +50,9 @@ def config_dict(config: DatasetConfig) -> dict[str, Any]:
 
 
 __all__ = ["DATASETS", "DatasetError", "Splits", "dataset_config", "get_dataset", "held_test_labels", "load_dataset"]
+
+from workers.detection import coco as det_coco, scenes as det_scenes, voc as det_voc  # noqa: E402
+
+DATASETS["synthetic-scenes"] = DatasetEntry(det_scenes.ScenesConfig, det_scenes.load, det_scenes.test_labels, task="detection")
+DATASETS["voc"] = DatasetEntry(det_voc.VOCConfig, det_voc.load, det_voc.test_labels, task="detection")
+DATASETS["coco"] = DatasetEntry(det_coco.COCOConfig, det_coco.load, det_coco.test_labels, task="detection")

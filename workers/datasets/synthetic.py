@@ -2,7 +2,7 @@
 
 A class is a shape (and, past ten classes, a stripe frequency on it). Each image places
 its shape at a random position, scale and tilt, in random foreground and background
-colours of random contrast sign, over noise and a colour gradient. Colour carries no
+colours of random contrast sign, over noise. Colour carries no
 class information and the object can be anywhere, so a linear model on pixels does
 poorly while a CNN, translation-equivariant by construction, learns it quickly.
 """
@@ -74,13 +74,13 @@ def render(labels: torch.Tensor, size: int, generator: torch.Generator, noise: f
     striped = torch.cos(torch.pi * 3 * stripes[:, None, None] * x) > 0
     mask = torch.where(stripes[:, None, None] > 0, mask * striped.float(), mask)
 
-    background = u(n, 3, 1, 1)
-    # Contrast always points away from the nearer end of the range, so no object fades into its
-    # background; its sign still varies with the background, which defeats a linear template.
-    contrast = (0.35 + 0.3 * u(n, 3, 1, 1)) * torch.where(background < 0.5, 1.0, -1.0)
-    foreground = (background + contrast).clamp(0, 1)
-    gradient = (u(n, 3, 1, 1) - 0.5) * 0.3 * gx[None, None]
-    image = background + gradient + mask[:, None] * (foreground - background)
+    # The object is much brighter or much darker than its background, at random, so its outline is
+    # always clear while the sign of the contrast (and a colour tint) defeats a linear template.
+    sign = torch.where(u(n, 1, 1, 1) < 0.5, -1.0, 1.0)
+    level = 0.5 - sign * (0.15 + 0.3 * u(n, 1, 1, 1))
+    background = level + 0.1 * (u(n, 3, 1, 1) - 0.5)
+    foreground = background + sign * (0.4 + 0.2 * u(n, 1, 1, 1)) + 0.1 * (u(n, 3, 1, 1) - 0.5)
+    image = background + mask[:, None] * (foreground - background)
     image = image + noise * torch.randn(image.shape, generator=generator)
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 

@@ -1,0 +1,41 @@
+"""The benchmarks by name. Each module is imported only when its benchmark runs, so that `--only scoring`
+does not pay for importing torch and Ray, and a module still being written elsewhere cannot break the others."""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from bench.harness import Figure, Settings
+
+Benchmark = Callable[[Settings], list[Figure]]
+
+
+def _lazy(module: str) -> Benchmark:
+    def run(settings: Settings) -> list[Figure]:
+        return importlib.import_module(module).run(settings)
+
+    run.__name__ = module
+    return run
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "distribution": _lazy("bench.distribution"),
+    "training": _lazy("bench.training_speed"),
+    "compute": _lazy("bench.compute_efficiency"),
+    "data": _lazy("bench.data_pipeline"),
+    "scoring": _lazy("bench.scoring_speed"),
+    "scheduling": _lazy("bench.scheduling"),
+    "leaderboard": _lazy("bench.site_queries"),
+    "detector": _lazy("bench.detector_speed"),
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "distribution": "train images/s through the orchestrator (Ray task) / bare PyTorch loop; target >= 0.97",
+    "training": "images/s of convbench's training step / plain eager step, and candidate CPU defaults; target >= 1.2",
+    "compute": "achieved training FLOP/s (3x forward FLOPs) / measured fp32 GEMM peak, per architecture",
+    "data": "ImageNet-layout JPEG loader images/s / ResNet-18 training images/s at the same size; target >= 2",
+    "scoring": "50,000-image top-5 validate+score: <= 0.5 s and <= 3x pandas.read_csv; detection mAP <= 3 s",
+    "scheduling": "tiny jobs through run_campaign: fixed cost per job <= 2 s, busy fraction >= 80%; vs TorchTrainer",
+    "leaderboard": "page queries on 10,000 runs / 100,000 submissions (SQLite, PostgreSQL) <= 100 ms; render <= 1.5 s",
+    "detector": "proposals/s per method, proposal cache hit cost, R-CNN inference images/s",
+}

@@ -1,0 +1,105 @@
+"""Leaderboard: a challenge's entries ranked by its metric on the held-out test split, with 95% CIs."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from db.engine import database_url
+from leaderboard.queries import (
+    RUN_COLUMNS,
+    board_columns,
+    challenges_frame,
+    leaderboard,
+    runs_frame,
+)
+from leaderboard.site_data import board_csv, board_json, ensure_site_navigation
+
+LABELS = {"top5_err": "top-5 err", "top1_err": "top-1 err", "map50": "mAP@0.5", "map_coco": "mAP@[.5:.95]"}
+
+
+def interval(low: float, high: float) -> str:
+    return "" if pd.isna(low) or pd.isna(high) else f"{100 * low:.1f}–{100 * high:.1f}%"
+
+
+def display_frame(board: pd.DataFrame, task: str) -> pd.DataFrame:
+    """What the table shows: percentages by column config, CIs as text, a link to each run's provenance."""
+    view = pd.DataFrame({"rank": board["rank"], "entry": board["entry"], "team": board["team"],
+                         "baseline": board["baseline"]})
+    for key in board_columns(task):
+        view[LABELS[key]] = board[key]
+        if board[f"{key}_lo"].notna().any():
+            view[f"{LABELS[key]} 95% CI"] = [interval(lo, hi) for lo, hi in zip(board[f"{key}_lo"], board[f"{key}_hi"])]
+    view["vs leader"] = board["vs_leader"]
+    view["params (M)"] = board["params"] / 1e6
+    view["GFLOPs"] = board["flops"] / 1e9
+    view["submitted"] = board["submitted"]
+    # Relative to this page's URL, so the link also works under a server.baseUrlPath.
+    view["run"] = [f"run?job={job}" if isinstance(job, str) and job else None for job in board["run_id"]]
+    return view
+
+
+def show_validation_runs(url: str) -> None:
+    """Without a challenge there is no test board yet: show the runs' validation ranking instead."""
+    st.info("No challenge is open yet, so there is no test-set leaderboard. Create one with "
+            "`python -m leaderboard admin create-challenge`. Meanwhile, the benchmark runs by validation error:")
+    frame = runs_frame(url)
+    if frame.empty:
+        st.info("No finished runs yet. Start one with `python -m orchestrator run --suite suites/smoke.toml`.")
+        return
+    view = frame.assign(params=frame["params"] / 1e6, flops=frame["flops"] / 1e9)
+    st.dataframe(view.rename(columns=RUN_COLUMNS), hide_index=True, column_config={
+        "top-1 err": st.column_config.NumberColumn(format="percent"),
+        "top-5 err": st.column_config.NumberColumn(format="percent"),
+        "mAP@0.5": st.column_config.NumberColumn(format="percent"),
+        "params": st.column_config.NumberColumn("params (M)", format="%.2f"),
+        "FLOPs": st.column_config.NumberColumn("GFLOPs", format="%.3f"),
+    })
+
+
+def show_board(url: str, challenge: pd.Series) -> None:
+    task, metric = challenge["task"], challenge["metric"]
+    every = st.toggle("Every submission (not only each team's best)", value=False)
+    board = leaderboard(url, challenge["slug"], best_only=not every, task=task)
+    if board.empty:
+        st.info("No submissions yet. Teams upload predictions on the Submit page.")
+        return
+    st.dataframe(display_frame(board, task), hide_index=True, column_config={
+        **{LABELS[k]: st.column_config.NumberColumn(format="percent") for k in board_columns(task)},
+        "baseline": st.column_config.CheckboxColumn("official baseline"),
+        "params (M)": st.column_config.NumberColumn(format="%.2f"),
+        "GFLOPs": st.column_config.NumberColumn(format="%.3f"),
+        "submitted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "run": st.column_config.LinkColumn("provenance", display_text="run detail"),
+    })
+    ties = int((board["vs_leader"] == "not significantly different").sum())
+    if ties:
+        st.caption(f"{ties} entr{'y is' if ties == 1 else 'ies are'} not significantly different from the leader: "
+                   f"their 95% bootstrap CIs of {LABELS[metric]} overlap the leader's.")
+    slug = challenge["slug"]
+    left, right = st.columns(2)
+    left.download_button("Export CSV", board_csv(board, task), file_name=f"{slug}-leaderboard.csv", mime="text/csv",
+                         on_click="ignore")
+    right.download_button("Export JSON", board_json(board, challenge.to_dict()), file_name=f"{slug}-leaderboard.json",
+                          mime="application/json", on_click="ignore")
+
+
+def main() -> None:
+    url = database_url()
+    st.title("Leaderboard")
+    challenges = challenges_frame(url)
+    if challenges.empty:
+        show_validation_runs(url)
+        return
+    titles = dict(zip(challenges["slug"], challenges["title"]))
+    slug = st.selectbox("Challenge", list(titles), format_func=lambda s: f"{titles[s]} ({s})" if titles[s] != s else s)
+    challenge = challenges.set_index("slug").loc[slug].copy()
+    challenge["slug"] = slug
+    primary = LABELS.get(challenge["metric"], challenge["metric"])
+    st.caption(f"{challenge['task'].capitalize()} on `{challenge['dataset']}`, ranked by {primary} on the held-out "
+               f"test split. Official baselines are the benchmark's own runs, one entry per run; every other team "
+               f"shows its best entry. Quota: {challenge['quota']} per {challenge['window_days']:g} days.")
+    show_board(url, challenge)
+
+
+ensure_site_navigation()
+main()

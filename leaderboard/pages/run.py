@@ -1,0 +1,115 @@
+"""Run detail: everything that produced a result (DESIGN invariant 4). Link here with `?job=<job_id>`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from db.engine import database_url
+from leaderboard.queries import run_choices, run_record, run_submissions
+from leaderboard.site_data import ensure_site_navigation, run_label
+
+LOG_TAIL_CHARS = 200_000  # a long run's log can be large; its end says how it finished
+
+
+def read_log(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        file = Path(path)
+        if not file.is_file():
+            return None
+        text = file.read_text(errors="replace")
+    except OSError:
+        return None
+    return text if len(text) <= LOG_TAIL_CHARS else "…\n" + text[-LOG_TAIL_CHARS:]
+
+
+def choose_run(choices: pd.DataFrame) -> str:
+    labels = {job: f"{run_label(a, d, s, job)} · {state}" for job, a, d, s, state in
+              zip(choices["job_id"], choices["arch"], choices["dataset"], choices["seed"], choices["state"])}
+    requested = st.query_params.get("job")
+    if requested and requested not in labels:
+        st.warning(f"No run with job id {requested!r}; showing the newest run instead.")
+    jobs = list(labels)
+    job = st.selectbox("Run", jobs, index=jobs.index(requested) if requested in labels else 0, format_func=labels.get)
+    st.query_params["job"] = job  # the address names the run shown, so it can be shared
+    return job
+
+
+def provenance_table(run: dict[str, Any]) -> pd.DataFrame:
+    rows = [("job id", run["job_id"]), ("suite", run["suite"]), ("task", run["task"]), ("state", run["state"]),
+            ("seed", run["seed"]), ("git commit", run["git_commit"]), ("hardware", run["hardware"]),
+            ("node", run["node"]), ("launcher", run["launcher"]), ("checkpoint", run["checkpoint"]),
+            ("log", run["log_path"]), ("attempts", run["attempts"]), ("created", run["created_at"]),
+            ("started", run["started_at"]), ("finished", run["finished_at"])]
+    return pd.DataFrame({"field": [k for k, _ in rows], "value": ["" if v is None else str(v) for _, v in rows]})
+
+
+def result_table(run: dict[str, Any]) -> pd.DataFrame:
+    keys = ("top1_err", "top5_err", "map50", "map_coco", "epochs_done", "params", "flops", "input_size",
+            "train_ips", "eval_ips", "wall_s", "peak_mem_mb")
+    return pd.DataFrame({"field": list(keys), "value": ["" if run[k] is None else str(run[k]) for k in keys]})
+
+
+def show_history(history: list[Any]) -> None:
+    records = [r for r in history or [] if isinstance(r, dict)]
+    if not records:
+        st.caption("No per-epoch history recorded.")
+        return
+    frame = pd.DataFrame(records)
+    st.dataframe(frame, hide_index=True)
+    series = [c for c in ("val_top1_err", "val_top5_err", "val_map50", "train_loss") if c in frame]
+    if "epoch" in frame and series:
+        st.line_chart(frame.set_index("epoch")[series])
+
+
+def show_run(url: str, run: dict[str, Any]) -> None:
+    st.header(f"{run['arch']} on {run['dataset']}")
+    if run["error"]:
+        st.error(run["error"])
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Provenance")
+        st.table(provenance_table(run), hide_index=True)
+        st.subheader("Package versions")
+        st.json(run["versions"] or {})
+    with right:
+        st.subheader("Result")
+        st.table(result_table(run), hide_index=True)
+        entries = run_submissions(url, run["job_id"])
+        if not entries.empty:
+            st.subheader("Challenge entries")
+            st.dataframe(entries, hide_index=True, column_config={"score": st.column_config.NumberColumn(format="percent")})
+    st.subheader("Config")
+    st.json(run["config"] or {})
+    st.subheader("Metrics")
+    st.json(run["metrics"] or {}, expanded=1)
+    st.subheader("History")
+    show_history(run["history"])
+    st.subheader("Log")
+    text = read_log(run["log_path"])
+    if text is None:
+        st.caption(f"No log file at {run['log_path']!r} on this machine." if run["log_path"] else "No log recorded.")
+    else:
+        st.code(text, language=None)
+
+
+def main() -> None:
+    url = database_url()
+    st.title("Run detail")
+    choices = run_choices(url)
+    if choices.empty:
+        st.info("No runs yet.")
+        return
+    run = run_record(url, choose_run(choices))
+    if run is None:  # deleted between the two queries
+        st.warning("That run is gone.")
+        return
+    show_run(url, run)
+
+
+ensure_site_navigation()
+main()

@@ -1,0 +1,176 @@
+"""Submit: a team uploads test predictions; the server scores them at once, within the team's quota."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import select
+
+from db.engine import database_url, session_scope
+from db.schema import Challenge, Team
+from leaderboard.errors import AuthError, LeaderboardError
+from leaderboard.queries import challenges_frame, team_submissions
+from leaderboard.quota import SubmitResult, quota_status, submit
+from leaderboard.site_data import ensure_site_navigation
+from leaderboard.submissions import MAX_BYTES
+from leaderboard.tokens import authenticate, hash_token
+
+FORMATS = """
+**Classification**: CSV with the header `image_id,pred_1,...,pred_k` (1 ≤ k ≤ 5 guesses, best first), one row
+per test image; a guess is a class id (0..C-1) or a class name.
+**Detection**: CSV `image_id,class_id,score,x1,y1,x2,y2` (class ids 1..C or names), or a COCO results JSON list
+of `{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`.
+A file that fails validation is not counted against the quota.
+"""
+NAMES = {"top5_err": "top-5 error", "top1_err": "top-1 error", "map50": "mAP@0.5", "map_coco": "mAP@[.5:.95]"}
+
+
+def throttle_key() -> str:
+    """One key per browser session: the token throttle slows this session alone after wrong tokens."""
+    if "throttle_key" not in st.session_state:
+        st.session_state["throttle_key"] = f"site-{uuid.uuid4().hex}"
+    return st.session_state["throttle_key"]
+
+
+def sign_in(url: str, token: str) -> str | None:
+    """The team holding `token` (remembered for this session), or None after showing why not."""
+    try:
+        with session_scope(url) as session:
+            name = authenticate(session, token, throttle_key()).name
+    except AuthError as exc:
+        st.session_state.pop("team", None)
+        st.error(str(exc))
+        return None
+    remember(name, token)
+    return name
+
+
+def remember(team: str, token: str) -> None:
+    # The hash, not the token: the history stays visible only while the same token is in the field.
+    st.session_state["team"] = {"name": team, "token_hash": hash_token(token)}
+
+
+def signed_in_team(token: str) -> str | None:
+    team = st.session_state.get("team")
+    if team and token and team["token_hash"] == hash_token(token):
+        return team["name"]
+    return None
+
+
+def when(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return f"{stamp:%Y-%m-%d %H:%M} UTC"
+
+
+def score_text(scores: dict, key: str) -> str:
+    value, ci = scores.get(key), scores.get(f"{key}_ci")
+    if not isinstance(value, (int, float)):
+        return ""
+    text = f"{100 * value:.2f}%"
+    if isinstance(ci, list) and len(ci) == 2 and None not in ci:
+        text += f" (95% CI {100 * ci[0]:.2f}–{100 * ci[1]:.2f}%)"
+    return text
+
+
+def quota_text(left: int | None, next_slot: datetime | None, quota: int, window_days: float) -> str:
+    if left is None:
+        return "Official team: not bound by the quota."
+    text = f"{left} of {quota} submissions left in the rolling {window_days:g}-day window."
+    return text + (f" The next slot frees at {when(next_slot)}." if left == 0 and next_slot else "")
+
+
+def show_result(result: SubmitResult, challenge: pd.Series) -> None:
+    metric = result.scores.get("metric", challenge["metric"])
+    st.success(f"Scored submission #{result.submission_id} of team {result.team} to {result.challenge}: "
+               f"{NAMES.get(metric, metric)} {score_text(result.scores, metric)}")
+    shown = ("top5_err", "top1_err") if challenge["task"] == "classification" else ("map50", "map_coco")
+    columns = st.columns(len(shown) + 1)
+    for column, key in zip(columns, shown):
+        if isinstance(result.scores.get(key), (int, float)):
+            column.metric(NAMES[key], f"{100 * result.scores[key]:.2f}%")
+    columns[-1].metric("submissions left", "unlimited" if result.quota_left is None else result.quota_left)
+    st.info(quota_text(result.quota_left, result.next_slot_at, int(challenge["quota"]), challenge["window_days"]))
+
+
+def upload(url: str, token: str, challenge: pd.Series, file, label: str) -> None:
+    if file is None:
+        st.error("Choose a prediction file to upload.")
+        return
+    try:
+        result = submit(url, token, challenge["slug"], file.getvalue(), file.name, label=label.strip(),
+                        throttle_key=throttle_key())
+    except LeaderboardError as exc:
+        if isinstance(exc, AuthError):
+            st.session_state.pop("team", None)
+        st.session_state.pop("last_result", None)
+        st.error(str(exc))
+        return
+    remember(result.team, token)
+    st.session_state["last_result"] = result
+
+
+def show_team(url: str, team: str, challenge: pd.Series) -> None:
+    st.subheader(f"Team {team}")
+    with session_scope(url) as session:
+        row = session.scalar(select(Team).where(Team.name == team))
+        current = session.scalar(select(Challenge).where(Challenge.slug == challenge["slug"]))
+        status = quota_status(session, row, current) if row is not None and current is not None else None
+    if status is not None:
+        st.write(f"**{challenge['slug']}**: {status.used} used. "
+                 + quota_text(status.left, status.next_slot_at, int(challenge["quota"]), challenge["window_days"]))
+    history = team_submissions(url, team)
+    if history.empty:
+        st.caption("No submissions yet.")
+        return
+    st.dataframe(history, hide_index=True, column_config={
+        "created_at": st.column_config.DatetimeColumn("submitted", format="YYYY-MM-DD HH:mm"),
+        "score": st.column_config.NumberColumn(format="percent"),
+        "top1_err": st.column_config.NumberColumn("top-1 err", format="percent"),
+        "top5_err": st.column_config.NumberColumn("top-5 err", format="percent"),
+        "map50": st.column_config.NumberColumn("mAP@0.5", format="percent"),
+        "n_rows": st.column_config.NumberColumn("rows"),
+        "submission_id": st.column_config.NumberColumn("id"),
+    })
+
+
+def main() -> None:
+    url = database_url()
+    st.title("Submit predictions")
+    challenges = challenges_frame(url)
+    if challenges.empty:
+        st.info("No challenge is open for submissions yet.")
+        return
+    with st.expander("File formats"):
+        st.markdown(FORMATS)
+    titles = dict(zip(challenges["slug"], challenges["title"]))
+    with st.form("submission"):
+        token = st.text_input("Team token", type="password", key="token")
+        slug = st.selectbox("Challenge", list(titles), key="challenge",
+                            format_func=lambda s: f"{titles[s]} ({s})" if titles[s] != s else s)
+        file = st.file_uploader("Prediction file", type=["csv", "json"], key="predictions",
+                                max_upload_size=MAX_BYTES // 2**20)
+        label = st.text_input("Entry name (optional, e.g. the model)", max_chars=128, key="label")
+        left, right = st.columns(2)
+        send = left.form_submit_button("Submit", type="primary")
+        history = right.form_submit_button("Show my submissions")
+    challenge = challenges.set_index("slug").loc[slug].copy()
+    challenge["slug"] = slug
+    if send:
+        upload(url, token, challenge, file, label)
+    elif history:
+        sign_in(url, token)
+    result = st.session_state.get("last_result")
+    team = signed_in_team(token)
+    if result is not None and result.challenge == slug and result.team == team:
+        show_result(result, challenge)
+    if team is not None:
+        show_team(url, team, challenge)
+
+
+ensure_site_navigation()
+main()

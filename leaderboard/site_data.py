@@ -1,0 +1,228 @@
+"""Page data shaped from the query frames (exports, chart inputs, counts), and the pages' shared guard.
+
+The data functions are pure pandas on what leaderboard.queries returned, so nothing here can reach a
+held label.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from leaderboard.queries import STATES, board_columns
+
+# timm's results CSVs (results-imagenet.csv): accuracies and errors in percent, parameters in millions.
+TIMM_COLUMNS = ("model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size")
+CSV_EXTRAS = ("gflops", "rank", "team", "baseline", "top1_err_ci_low", "top1_err_ci_high", "top5_err_ci_low",
+              "top5_err_ci_high", "vs_leader", "submitted", "run_id")
+DETECTION_CSV = ("rank", "model", "team", "baseline", "map50", "map50_ci_low", "map50_ci_high", "map_coco",
+                 "param_count", "gflops", "img_size", "vs_leader", "submitted", "run_id")
+JSON_FIELDS = ("rank", "entry", "team", "baseline", "label", "params", "flops", "input_size", "arch", "run_id",
+               "submitted", "submission_id", "vs_leader")
+
+
+SITE_SESSION_KEY = "convbench_site_navigation"  # set by app.py in each browser session it has run in
+
+
+def ensure_site_navigation() -> None:
+    """Rerun through app.py when Streamlit ran this page on its own; call first on every page.
+
+    Streamlit treats a `pages/` folder beside the main script as a legacy multipage app until the
+    main script first calls st.navigation, so a deep link (e.g. /run?job=...) to a fresh server runs
+    the page alone, without app.py's layout and menu. Turning that mode off and rerunning runs
+    app.py, whose navigation picks the same page: page hashes follow the URL path, the file name.
+    Only a session app.py has not run in yet is rerun, so no widget event of a later run is dropped.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and not st.session_state.get(SITE_SESSION_KEY):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def run_label(arch: str, dataset: str, seed: Any, job_id: str) -> str:
+    return f"{arch} · {dataset} · seed {seed} · {job_id[:8]}"
+
+
+def _percent(value: Any, digits: int = 3) -> float | None:
+    return None if pd.isna(value) else round(100 * float(value), digits)
+
+
+def _millions(value: Any, scale: float = 1e6, digits: int = 2) -> float | None:
+    return None if pd.isna(value) else round(float(value) / scale, digits)
+
+
+def _plain(value: Any) -> Any:
+    """A cell as JSON takes it: NaN and NA become null, timestamps ISO text, numpy scalars Python ones."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if pd.isna(value) else int(value)
+
+
+def _stamp(value: Any) -> str:
+    return "" if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def classification_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
+    """The board in timm's results-CSV columns, then convbench's own (CIs, team, verdict)."""
+    out = pd.DataFrame({
+        "model": board["entry"],
+        "top1": [None if pd.isna(e) else round(100 - 100 * e, 3) for e in board["top1_err"]],
+        "top1_err": board["top1_err"].map(_percent),
+        "top5": [None if pd.isna(e) else round(100 - 100 * e, 3) for e in board["top5_err"]],
+        "top5_err": board["top5_err"].map(_percent),
+        "param_count": board["params"].map(_millions),
+        "img_size": board["input_size"].map(_int_or_none).astype("Int64"),
+        "gflops": board["flops"].map(lambda v: _millions(v, 1e9, 3)),
+        "rank": board["rank"], "team": board["team"], "baseline": board["baseline"],
+    })
+    for key in ("top1_err", "top5_err"):
+        out[f"{key}_ci_low"] = board[f"{key}_lo"].map(_percent)
+        out[f"{key}_ci_high"] = board[f"{key}_hi"].map(_percent)
+    out["vs_leader"], out["submitted"] = board["vs_leader"], board["submitted"].map(_stamp)
+    out["run_id"] = board["run_id"].fillna("")
+    return out[list(TIMM_COLUMNS + CSV_EXTRAS)]
+
+
+def detection_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({
+        "rank": board["rank"], "model": board["entry"], "team": board["team"], "baseline": board["baseline"],
+        "map50": board["map50"].map(_percent), "map50_ci_low": board["map50_lo"].map(_percent),
+        "map50_ci_high": board["map50_hi"].map(_percent), "map_coco": board["map_coco"].map(_percent),
+        "param_count": board["params"].map(_millions), "gflops": board["flops"].map(lambda v: _millions(v, 1e9, 3)),
+        "img_size": board["input_size"].map(_int_or_none).astype("Int64"), "vs_leader": board["vs_leader"],
+        "submitted": board["submitted"].map(_stamp), "run_id": board["run_id"].fillna(""),
+    })
+    return out[list(DETECTION_CSV)]
+
+
+def board_csv(board: pd.DataFrame, task: str) -> str:
+    rows = classification_csv_rows(board) if task == "classification" else detection_csv_rows(board)
+    return rows.to_csv(index=False)
+
+
+def board_records(board: pd.DataFrame, task: str) -> list[dict[str, Any]]:
+    records = []
+    for _, row in board.iterrows():
+        record = {name: _plain(row[name]) for name in JSON_FIELDS}
+        for key in board_columns(task):
+            low, high = _plain(row[f"{key}_lo"]), _plain(row[f"{key}_hi"])
+            record[key] = _plain(row[key])
+            record[f"{key}_ci95"] = [low, high] if low is not None and high is not None else None
+        records.append(record)
+    return records
+
+
+def board_json(board: pd.DataFrame, challenge: dict[str, Any]) -> str:
+    """The board as JSON: the challenge's public description, then one object per entry (fractions, not %)."""
+    task = challenge.get("task", "classification")
+    head = {key: _plain(challenge.get(key)) for key in ("slug", "title", "task", "dataset", "metric")}
+    return json.dumps({"challenge": head, "entries": board_records(board, task)}, indent=2)
+
+
+# --- architectures ---------------------------------------------------------------------------------
+
+def arch_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """One bubble per architecture and dataset: mean top-1 accuracy, parameters (M) and GFLOPs over its runs."""
+    scored = runs[runs["top1_err"].notna()]
+    if scored.empty:
+        return pd.DataFrame(columns=["arch", "family", "dataset", "top1_acc", "params_m", "gflops", "runs"])
+    points = (scored.assign(top1_acc=1 - scored["top1_err"], params_m=scored["params"] / 1e6,
+                            gflops=scored["flops"] / 1e9)
+              .groupby(["arch", "family", "dataset"], as_index=False)
+              .agg(top1_acc=("top1_acc", "mean"), params_m=("params_m", "mean"), gflops=("gflops", "mean"),
+                   runs=("job_id", "count")))
+    return points.sort_values("top1_acc", ascending=False).reset_index(drop=True)
+
+
+def curve_metrics(histories: pd.DataFrame) -> list[str]:
+    """The numeric per-epoch series the runs logged, validation error first."""
+    skip = {"job_id", "arch", "dataset", "seed", "epoch", "run"}
+    found = [c for c in histories.columns if c not in skip and pd.api.types.is_numeric_dtype(histories[c])]
+    preferred = ["val_top1_err", "val_top5_err", "val_map50", "train_loss"]
+    return [c for c in preferred if c in found] + [c for c in found if c not in preferred]
+
+
+def with_run_labels(histories: pd.DataFrame) -> pd.DataFrame:
+    if histories.empty:
+        return histories.assign(run=pd.Series(dtype=object))
+    labels = [run_label(a, d, s, j) for a, d, s, j in
+              zip(histories["arch"], histories["dataset"], histories["seed"], histories["job_id"])]
+    return histories.assign(run=labels)
+
+
+# --- detection -----------------------------------------------------------------------------------
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def per_class_ap(runs: pd.DataFrame) -> pd.DataFrame:
+    """AP@0.5 and COCO AP per class and run, from Run.metrics; runs without them add no rows."""
+    rows = []
+    for _, run in runs.iterrows():
+        metrics = _mapping(run["metrics"])
+        ap50, ap_coco = _mapping(metrics.get("ap50")), _mapping(metrics.get("ap_coco"))
+        for name in list(ap50) + [n for n in ap_coco if n not in ap50]:
+            rows.append({"run": run_label(run["arch"], run["dataset"], run["seed"], run["job_id"]),
+                         "job_id": run["job_id"], "class": str(name), "ap50": _number(ap50.get(name)),
+                         "ap_coco": _number(ap_coco.get(name))})
+    return pd.DataFrame(rows, columns=["run", "job_id", "class", "ap50", "ap_coco"])
+
+
+def proposal_recall(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run and proposal method: recall at IoU 0.5/0.7, boxes and time per image, and mAP@0.5 with them."""
+    rows = []
+    for _, run in runs.iterrows():
+        metrics = _mapping(run["metrics"])
+        stats, by_method = _mapping(metrics.get("proposals")), _mapping(metrics.get("map50_by_proposals"))
+        for method in list(stats) + [m for m in by_method if m not in stats]:
+            entry = _mapping(stats.get(method))
+            rows.append({"run": run_label(run["arch"], run["dataset"], run["seed"], run["job_id"]),
+                         "job_id": run["job_id"], "method": str(method),
+                         "recall@0.5": _number(entry.get("recall@0.5")), "recall@0.7": _number(entry.get("recall@0.7")),
+                         "per_image": _number(entry.get("per_image")),
+                         "seconds_per_image": _number(entry.get("seconds_per_image")),
+                         "map50": _number(by_method.get(method))})
+    columns = ["run", "job_id", "method", "recall@0.5", "recall@0.7", "per_image", "seconds_per_image", "map50"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# --- campaign ------------------------------------------------------------------------------------
+
+def state_counts(jobs: pd.DataFrame) -> dict[str, int]:
+    """Jobs per state, the four known states always present (in order), any other state after them."""
+    counts = jobs["state"].value_counts().to_dict() if len(jobs) else {}
+    ordered = {state: int(counts.pop(state, 0)) for state in STATES}
+    return ordered | {str(k): int(v) for k, v in counts.items()}
+
+
+def suite_states(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Suite x state job counts, with a total column."""
+    if jobs.empty:
+        return pd.DataFrame(columns=["suite", *STATES, "total"])
+    table = pd.crosstab(jobs["suite"], jobs["state"])
+    for state in STATES:
+        if state not in table:
+            table[state] = 0
+    others = [c for c in table.columns if c not in STATES]
+    table = table[[*STATES, *others]]
+    table["total"] = table.sum(axis=1)
+    return table.reset_index().rename_axis(columns=None)

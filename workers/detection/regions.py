@@ -1,0 +1,223 @@
+"""R-CNN's training and detection on a dataset: labelled regions, the paper's mini-batches, per-image detection.
+
+Every training image's regions (proposals plus its ground-truth boxes) are labelled once:
+IoU >= fg_iou with a ground-truth box makes a region that box's class, anything else
+background. A mini-batch samples positives (a quarter: 32 of 128 in the paper) and background
+uniformly. Images are visited in chunks, each decoded once, so that a dataset on disk is not
+decoded again for every region.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.ops import box_iou
+
+from workers.datasets.base import Splits
+from workers.detection.metrics import proposal_recall
+from workers.detection.proposals import ProposalCache, Proposals, get_method
+from workers.detection.rcnn import BOX_CODER, RCNN, detect, fit_bbox_regressors, normalise, warp_regions
+from workers.detection.recipe import DetectorRecipe
+from workers.zoo import count_flops
+
+
+@dataclass
+class Detections:
+    boxes: torch.Tensor  # N x 4
+    scores: torch.Tensor  # N
+    labels: torch.Tensor  # N, 1..C
+    items: int  # regions (R-CNN) or images (Faster R-CNN) the network processed
+
+
+@dataclass
+class ImageRegions:
+    boxes: torch.Tensor  # K x 4: ground truth first, then proposals
+    labels: torch.Tensor  # K: 0 background, else the class of the box it overlaps most
+    overlap: torch.Tensor  # K: IoU with that box
+    deltas: torch.Tensor  # K x 4: the paper's regression targets towards that box
+
+
+def hwc(image: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+
+
+def label_regions(boxes: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.Tensor, fg_iou: float) -> ImageRegions:
+    if len(gt_boxes) == 0:
+        zeros = torch.zeros(len(boxes))
+        return ImageRegions(boxes, torch.zeros(len(boxes), dtype=torch.int64), zeros, torch.zeros(len(boxes), 4))
+    overlap, match = box_iou(boxes, gt_boxes).max(dim=1)
+    labels = torch.where(overlap >= fg_iou, gt_labels[match], torch.zeros_like(match))
+    return ImageRegions(boxes, labels, overlap, BOX_CODER.encode_single(gt_boxes[match], boxes))
+
+
+class RegionDetector:
+    """R-CNN on one dataset: `prepare`, then per epoch `epoch(...)` and `loss(batch)`; `finish`, then `detect`."""
+
+    unit = "regions"
+
+    def __init__(self, arch: str, input_size: int, splits: Splits, recipe: DetectorRecipe, device: torch.device,
+                 cache: ProposalCache):
+        self.splits, self.recipe, self.device, self.cache = splits, recipe, device, cache
+        if get_method(recipe.proposals).needs_ground_truth:
+            raise ValueError(f"recipe.proposals: {recipe.proposals!r} reads the ground truth; it can make training "
+                             "regions (train_proposals) but not test-time proposals")
+        for name in recipe.train_proposals:
+            get_method(name)
+        for name in recipe.compare_proposals:
+            if get_method(name).needs_ground_truth:
+                raise ValueError(f"recipe.compare_proposals: {name!r} reads the ground truth; "
+                                 "it cannot propose at test time")
+        self.model = RCNN(arch, splits.num_classes, input_size, dropout=recipe.dropout).to(device)
+        cuda_layout = recipe.channels_last and device.type == "cuda"
+        self.memory_format = torch.channels_last if cuda_layout else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.regions: list[ImageRegions] = []
+        self.proposal_method = recipe.proposals
+        # other methods scored on val after training, at the same proposal budget
+        self.comparisons = tuple(m for m in dict.fromkeys(recipe.compare_proposals) if m != recipe.proposals)
+
+    # --- proposals ---------------------------------------------------------------------------------
+
+    def options(self, method: str) -> dict[str, Any]:
+        return dict(self.recipe.proposal_options) if method == self.recipe.proposals else {}
+
+    def proposals(self, image: torch.Tensor, method: str, gt_boxes: torch.Tensor | None = None) -> Proposals:
+        budget = self.recipe.max_proposals
+        if method in self.comparisons:  # compared at the main method's count on this very image
+            budget = len(self.proposals(image, self.proposal_method).boxes)
+        gt = gt_boxes.numpy() if gt_boxes is not None else None
+        return self.cache.get(hwc(image), method, budget, self.options(method), gt)
+
+    # --- training ----------------------------------------------------------------------------------
+
+    def prepare(self) -> dict[str, Any]:
+        """Label every training region once (proposals come from the cache after the first run)."""
+        methods = self.recipe.train_proposals or (self.recipe.proposals,)
+        self.regions = []
+        for i in range(len(self.splits.train)):
+            image, target = self.splits.train[i]
+            found = [target["boxes"].float()]
+            found += [torch.as_tensor(self.proposals(image, m, target["boxes"]).boxes) for m in methods]
+            self.regions.append(label_regions(torch.cat(found), target["boxes"].float(), target["labels"],
+                                              self.recipe.fg_iou))
+        positives = sum(int((r.labels > 0).sum()) for r in self.regions)
+        total = sum(len(r.labels) for r in self.regions)
+        return {"train_regions": total, "train_positives": positives, "train_proposals": list(methods)}
+
+    def _plan(self, generator: torch.Generator) -> list[tuple[list[int], int]]:
+        """This epoch's chunks of images, each with its number of steps: one pass over the positives."""
+        order = torch.randperm(len(self.regions), generator=generator).tolist()
+        per_step = self.recipe.positives_per_batch()
+        plan = []
+        for start in range(0, len(order), self.recipe.chunk_images):
+            chunk = order[start:start + self.recipe.chunk_images]
+            positives = sum(int((self.regions[i].labels > 0).sum()) for i in chunk)
+            if positives:  # a chunk without objects would give background-only batches, which the paper never uses
+                plan.append((chunk, math.ceil(positives / per_step)))
+        cap = self.recipe.max_steps_per_epoch
+        if cap:
+            kept, left = [], cap
+            for chunk, steps in plan:
+                if left > 0:
+                    kept.append((chunk, min(steps, left)))
+                    left -= steps
+            plan = kept
+        return plan
+
+    def epoch(self, generator: torch.Generator) -> tuple[int, Iterator[Any]]:
+        plan = self._plan(generator)
+        return sum(steps for _, steps in plan), self._batches(plan, generator)
+
+    def _batches(self, plan: list[tuple[list[int], int]], generator: torch.Generator) -> Iterator[Any]:
+        n_pos = self.recipe.positives_per_batch()
+        n_bg = self.recipe.batch_size - n_pos
+        for chunk, steps in plan:
+            images = [normalise(self.splits.train[i][0].to(self.device)) for i in chunk]
+            owner = torch.cat([torch.full((len(self.regions[i].labels),), j) for j, i in enumerate(chunk)])
+            boxes = torch.cat([self.regions[i].boxes for i in chunk])
+            labels = torch.cat([self.regions[i].labels for i in chunk])
+            positives, background = torch.nonzero(labels > 0).squeeze(1), torch.nonzero(labels == 0).squeeze(1)
+            positives = positives[torch.randperm(len(positives), generator=generator)]
+            for step in range(steps):
+                # positives in turn, so the epoch sees each once; background uniformly at random
+                take = positives[torch.arange(step * n_pos, (step + 1) * n_pos) % len(positives)]
+                if len(background):
+                    take = torch.cat([take, background[torch.randint(len(background), (n_bg,), generator=generator)]])
+                yield self._warp(images, owner[take], boxes[take]), labels[take].to(self.device)
+
+    def _warp(self, images: list[torch.Tensor], owner: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        size = self.model.input_size
+        regions = torch.empty(len(boxes), 3, size, size, device=self.device)
+        for j in owner.unique().tolist():
+            mine = owner == j
+            regions[mine.to(self.device)] = warp_regions(images[j], boxes[mine].to(self.device), size,
+                                                         self.recipe.context_padding)
+        return regions.contiguous(memory_format=self.memory_format)
+
+    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
+        regions, labels = batch
+        return self.model.loss(regions, labels), len(labels)
+
+    def finish(self) -> dict[str, Any]:
+        """Fit the class-specific box regressors on regions with IoU >= bbox_iou, from the fine-tuned features."""
+        generator = torch.Generator().manual_seed(0)
+        picks: dict[int, list[tuple[int, int]]] = {}  # class -> (image, region) pairs
+        for i, r in enumerate(self.regions):
+            for k in torch.nonzero((r.overlap >= self.recipe.bbox_iou) & (r.labels > 0)).squeeze(1).tolist():
+                picks.setdefault(int(r.labels[k]), []).append((i, k))
+        per_image: dict[int, list[int]] = {}
+        for items in picks.values():
+            for j in torch.randperm(len(items), generator=generator)[: self.recipe.bbox_per_class].tolist():
+                per_image.setdefault(items[j][0], []).append(items[j][1])
+        self.model.eval()
+        features, labels, deltas = [], [], []
+        for i, ks in sorted(per_image.items()):
+            r, index = self.regions[i], torch.tensor(sorted(ks))
+            image = normalise(self.splits.train[i][0].to(self.device))
+            features.append(self.model.features(image, r.boxes[index].to(self.device), self.recipe.eval_batch,
+                                                self.recipe.context_padding).cpu())
+            labels.append(r.labels[index])
+            deltas.append(r.deltas[index])
+        if not features:
+            return {"bbox_regression_regions": 0}
+        weight = fit_bbox_regressors(torch.cat(features), torch.cat(labels), torch.cat(deltas),
+                                     self.splits.num_classes, self.recipe.bbox_ridge)
+        self.model.bbox_weight.copy_(weight.to(self.device))
+        return {"bbox_regression_regions": int(sum(len(x) for x in labels))}
+
+    def flops(self) -> float:
+        """FLOPs of one region's forward pass (torch's counter: a multiply-add counts as 2)."""
+        return count_flops(self.model.backbone, self.model.input_size)
+
+    # --- detection ---------------------------------------------------------------------------------
+
+    def detect(self, image: torch.Tensor, method: str | None = None) -> Detections:
+        self.model.eval()
+        proposals = torch.as_tensor(self.proposals(image, method or self.recipe.proposals).boxes).to(self.device)
+        probs, boxes = self.model.score_regions(normalise(image.to(self.device)), proposals, self.recipe.eval_batch,
+                                                self.recipe.context_padding)
+        found = detect(probs, boxes, tuple(image.shape[1:]), self.recipe.score_thresh, self.recipe.nms_iou,
+                       self.recipe.max_detections)
+        return Detections(*(t.cpu() for t in found), items=len(proposals))
+
+    def proposal_stats(self, dataset: Dataset) -> dict[str, dict[str, float]]:
+        """Per method on `dataset`: recall at IoU 0.5 and 0.7 (difficult boxes left out), boxes and seconds per
+        image."""
+        stats = {}
+        for method in (self.proposal_method, *self.comparisons):
+            boxes, gt, seconds = [], [], []
+            for i in range(len(dataset)):
+                image, target = dataset[i]
+                found = self.proposals(image, method)
+                boxes.append(torch.as_tensor(found.boxes))
+                gt.append(target["boxes"][~target["difficult"]])
+                seconds.append(found.seconds)
+            per_image, spent = float(np.mean([len(b) for b in boxes])), float(np.mean(seconds))
+            stats[method] = {**proposal_recall(boxes, gt), "per_image": per_image, "seconds_per_image": spent,
+                             "per_second": per_image / max(spent, 1e-9)}
+        return stats

@@ -1,0 +1,203 @@
+"""The detection task: train a detector, checkpointing every epoch, score it on val, predict test.
+
+`train_detector(spec, ctx)` is what TASKS["detection"] runs. The arch picks the detector:
+a model-zoo name gives R-CNN with that backbone, a torchvision "fasterrcnn_..." name gives
+Faster R-CNN. Both go through one loop here; each detector supplies its batches, loss and
+per-image detection (regions.RegionDetector, faster_rcnn.FasterRCNNDetector).
+
+The test split is read for its images only; its predictions go to predictions.csv for the
+challenge server to score (DESIGN invariant 1).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workers import provenance
+from workers.context import RunContext
+from workers.datasets import DATASETS, get_dataset, load_dataset
+from workers.datasets.base import Splits
+from workers.detection.faster_rcnn import FASTER_RCNN, FasterRCNNDetector
+from workers.detection.metrics import box_rows, detection_rows, evaluate_detections
+from workers.detection.proposals import ProposalCache
+from workers.detection.recipe import DetectorRecipe, parse_recipe
+from workers.detection.regions import RegionDetector
+from workers.jobs import JobSpec
+from workers.zoo import ARCHS, count_params
+
+Detector = RegionDetector | FasterRCNNDetector
+PREDICTION_COLUMNS = ("image_id", "class_id", "score", "x1", "y1", "x2", "y2")
+
+
+def _rcnn(spec: JobSpec, splits: Splits, recipe: DetectorRecipe, device: torch.device,
+          cache: ProposalCache) -> Detector:
+    return RegionDetector(spec.arch, spec.input_size, splits, recipe, device, cache)
+
+
+def _faster_rcnn(spec: JobSpec, splits: Splits, recipe: DetectorRecipe, device: torch.device,
+                 cache: ProposalCache) -> Detector:
+    return FasterRCNNDetector(spec.arch, spec.input_size, splits, recipe, device)
+
+
+DETECTORS: dict[str, Callable[..., Detector]] = {"rcnn": _rcnn, "faster_rcnn": _faster_rcnn}
+
+
+def detector_kind(arch: str) -> str:
+    if arch in FASTER_RCNN:
+        return "faster_rcnn"
+    if arch in ARCHS:
+        return "rcnn"
+    raise KeyError(f"unknown detector arch {arch!r}: a model-zoo backbone for R-CNN ({', '.join(ARCHS)}) "
+                   f"or one of {', '.join(FASTER_RCNN)}")
+
+
+def evaluate(detector: Detector, splits: Splits, recipe: DetectorRecipe,
+             method: str | None = None) -> tuple[dict[str, Any], float]:
+    """Scores on the val split, and the network's throughput there (the detector's unit per second)."""
+    ground_truth, rows, items, seconds = {}, [], 0, 0.0
+    for i in range(len(splits.val)):
+        image, target = splits.val[i]
+        image_id = f"val_{i:06d}"
+        ground_truth[image_id] = box_rows(target)
+        start = time.perf_counter()
+        found = detector.detect(image, method)
+        seconds += time.perf_counter() - start
+        items += found.items
+        rows += detection_rows(image_id, found.boxes, found.scores, found.labels)
+    scores = evaluate_detections(ground_truth, rows, splits.num_classes, splits.class_names,
+                                 max_detections=recipe.max_detections, eleven_point=recipe.eleven_point)
+    return scores, items / max(seconds, 1e-9)
+
+
+def write_predictions(detector: Detector, splits: Splits, path: Path) -> int:
+    """Every test image's detections as CSV rows; the test labels are never read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PREDICTION_COLUMNS)
+        for i in range(len(splits.test)):
+            image, image_id = splits.test[i]
+            found = detector.detect(image)
+            for _, class_id, score, x1, y1, x2, y2 in detection_rows(image_id, found.boxes, found.scores, found.labels):
+                writer.writerow([image_id, class_id, f"{score:.6f}", *(f"{v:.2f}" for v in (x1, y1, x2, y2))])
+                count += 1
+    return count
+
+
+def _finite(values: dict[str, float]) -> dict[str, float | None]:
+    """NaN (a class with no box in val) is not JSON, so the database would refuse it: null instead."""
+    return {name: (v if math.isfinite(v) else None) for name, v in values.items()}
+
+
+def _load_detection_splits(spec: JobSpec) -> Splits:
+    entry = get_dataset(spec.dataset)
+    if entry.task != "detection":
+        detection = [name for name, e in DATASETS.items() if e.task == "detection"]
+        raise ValueError(f"dataset {spec.dataset!r} is a {entry.task} dataset; the detection task needs one of: "
+                         f"{', '.join(detection)}")
+    return load_dataset(spec.dataset, spec.dataset_options)
+
+
+def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    if ctx.world_size != 1:
+        raise ValueError(f"detection trains on one worker; set resources.workers = 1 (got {ctx.world_size})")
+    kind = detector_kind(spec.arch)
+    recipe = parse_recipe(spec.recipe, kind)
+    splits = _load_detection_splits(spec)
+    device = ctx.device
+    provenance.reset_peak_memory(device)
+    torch.manual_seed(spec.seed)
+    cache = ProposalCache(recipe.proposal_cache or Path(spec.storage) / "proposal_cache")
+    detector = DETECTORS[kind](spec, splits, recipe, device, cache)
+    model = detector.model
+    ctx.log(f"{kind} {spec.arch} on {spec.dataset}: {len(splits.train)} train, {len(splits.val)} val, "
+            f"{len(splits.test)} test images, {splits.num_classes} classes")
+    prepared = detector.prepare()
+    ctx.log(f"prepared: {prepared} ({cache.computed} proposal sets computed, the rest cached)")
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    history: list[dict[str, Any]] = []
+    done = 0
+    resume = ctx.latest_checkpoint()
+    if resume is not None:
+        state = torch.load(resume, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, done = list(state["history"]), int(state["epoch"])
+        torch.set_rng_state(state["rng"].cpu())  # dropout continues as in an uninterrupted run
+        ctx.log(f"resumed from {resume} after epoch {done}")
+
+    def checkpoint_state(epochs_done: int) -> dict[str, Any]:
+        return {"epoch": epochs_done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "history": history, "arch": spec.arch, "kind": kind, "rng": torch.get_rng_state()}
+
+    # Training only: scoring runs in float32, where bf16 would round a 500-pixel box coordinate by 2 pixels.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.amp and device.type == "cuda")
+    train_items, train_seconds, checkpoint = 0, 0.0, resume
+    for epoch in range(done, recipe.epochs):
+        # a generator per epoch: a resumed run draws the same batches as an uninterrupted one
+        generator = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
+        steps, batches = detector.epoch(generator)
+        model.train()
+        loss_sum, epoch_items, lr = 0.0, 0, recipe.lr
+        start = time.perf_counter()
+        for step, batch in enumerate(batches):
+            lr = recipe.lr * recipe.lr_factor(epoch + step / max(steps, 1))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast:
+                loss, count = detector.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach())
+            epoch_items += count
+        seconds = time.perf_counter() - start
+        train_items, train_seconds = train_items + epoch_items, train_seconds + seconds
+        val, _ = evaluate(detector, splits, recipe)
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(steps, 1), "lr": lr, "val_map50": val["map50"],
+                  "steps": steps, "train_ips": epoch_items / max(seconds, 1e-9), "epoch_s": seconds}
+        history.append(record)
+        checkpoint = ctx.save_checkpoint(epoch + 1, checkpoint_state(epoch + 1))
+        ctx.report(record, checkpoint)
+        ctx.log(f"epoch {epoch + 1}/{recipe.epochs}: loss {record['train_loss']:.4f}, lr {lr:.5f}, "
+                f"val mAP@0.5 {val['map50']:.4f}, {record['train_ips']:.1f} {detector.unit}/s")
+
+    # The last epoch's score is the model's before any post-training step (R-CNN's box regressors).
+    before = history[-1]["val_map50"] if history else None
+    finished = detector.finish()
+    final, eval_ips = evaluate(detector, splits, recipe)
+    by_proposals = {detector.proposal_method: final["map50"]}
+    by_proposals |= {method: evaluate(detector, splits, recipe, method)[0]["map50"] for method in detector.comparisons}
+    predictions = ctx.storage / "predictions.csv"
+    n_predictions = write_predictions(detector, splits, predictions)
+    checkpoint = ctx.save_checkpoint(recipe.epochs, checkpoint_state(recipe.epochs)) or checkpoint
+    proposal_stats = detector.proposal_stats(splits.val)
+    ctx.log(f"val mAP@0.5 {final['map50']:.4f}, COCO mAP {final['map_coco']:.4f}; {n_predictions} test detections")
+
+    unit = f"{detector.unit}/s"
+    metrics = {
+        "detector": kind, "ap50": _finite(final["ap50"]), "ap_coco": _finite(final["ap_coco"]),
+        "map50_coco": final["map50_coco"], "interpolation": final["interpolation"],
+        "map50_before_finish": before, "map50_by_proposals": by_proposals, "proposals": proposal_stats,
+        "ips_unit": unit, "test_detections": n_predictions, **prepared, **finished,
+    }
+    return {
+        "map50": final["map50"], "map_coco": final["map_coco"], "top1_err": None, "top5_err": None,
+        "metrics": metrics, "history": history, "epochs_done": recipe.epochs,
+        "params": count_params(model), "flops": detector.flops(), "input_size": spec.input_size,
+        "train_ips": train_items / train_seconds if train_seconds else None, "eval_ips": eval_ips,
+        "wall_s": time.perf_counter() - started, "peak_mem_mb": provenance.peak_memory_mb(device),
+        "hardware": provenance.hardware(device), "node": provenance.node(), "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(), "checkpoint": str(checkpoint) if checkpoint else None,
+        "log_path": str(ctx.storage / "log.txt"), "predictions": str(predictions),
+    }
