@@ -93,7 +93,9 @@ def _finish(spec: JobSpec, result: dict[str, Any], node_id: str, launcher: str) 
     return result
 
 
-@ray.remote(max_retries=2, retry_exceptions=True)
+# A dead worker process is retried (max_retries, set per job); an exception in the job is its
+# result, reported as the failure, since running the same code again would fail the same way.
+@ray.remote(max_retries=2, retry_exceptions=False)
 def run_as_task(spec_dict: dict[str, Any], board: Any) -> dict[str, Any]:
     from workers.jobs import TASKS
 

@@ -115,8 +115,17 @@ def _track(raw: Any, task: str, where: str) -> Track:
         if entry.task != task:
             raise ConfigError(f"{here}.name: {ds['name']!r} is a {entry.task} dataset, not {task}")
         _wrap(lambda: dataset_config(ds["name"], ds, here), here)
-    if task == "classification":  # the detector takes recipe keys of its own (proposals, ...)
+    if task == "classification":
         Recipe().override(track.recipe, join(where, "recipe"))
+    else:  # the detector's recipe has keys of its own (proposals, ...); validated by its own type
+        from dataclasses import fields
+
+        from workers.detection.recipe import DetectorRecipe, parse_recipe
+
+        unknown = sorted(set(track.recipe) - {f.name for f in fields(DetectorRecipe)})
+        if unknown:
+            raise ConfigError(f"{join(where, 'recipe.' + unknown[0])}: unknown field of the detector's recipe")
+        parse_recipe(track.recipe, "rcnn", join(where, "recipe"))
     for key, changes in track.overrides.items():
         if key not in ARCHS and key not in {a.family for a in ARCHS.values()}:
             raise ConfigError(f"{join(where, 'overrides.' + key)}: not an architecture or family name")

@@ -88,6 +88,20 @@ def project_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _wait_for_job_server(head: RayHead, timeout_s: float = 120) -> None:
+    """`ray start` returns before the head's job agent is up; a submission then gets a 500."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        probe = subprocess.run(["ray", "job", "submit", "--address", head.dashboard, "--", "python", "-c", "pass"],
+                               env=head.env, capture_output=True, text=True, timeout=120)
+        if probe.returncode == 0 or time.monotonic() > deadline:
+            return
+        time.sleep(1)
+
+
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[RayHead]:
     """One Ray head on 127.0.0.1 for the whole session: starting Ray costs seconds, so tests share it."""
@@ -98,5 +112,7 @@ def ray_head() -> Iterator[RayHead]:
     subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"],
                    env=env, check=True, capture_output=True, timeout=120)
-    yield RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", env)
+    head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", env)
+    _wait_for_job_server(head)
+    yield head
     subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)

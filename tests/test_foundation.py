@@ -116,3 +116,18 @@ def test_ray_job_submit_runs_the_suite(ray_head, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "succeeded" in out.stdout + out.stderr
     assert sorted(r.arch for r in runs_in(url) if r.state == "done") == ["alexnet", "resnet18"]
+
+
+def test_detection_track_is_validated_before_anything_runs():
+    import tomllib
+
+    smoke = tomllib.loads((ROOT / "suites" / "smoke.toml").read_text())
+    jobs = parse_suite(smoke, "suites/smoke.toml").jobs()
+    assert {j.task for j in jobs} == {"classification", "detection"}
+    smoke["detection"]["recipe"]["max_proposal"] = 10
+    with pytest.raises(ConfigError, match=r"suites/smoke.toml: detection.recipe.max_proposal: unknown field"):
+        parse_suite(smoke, "suites/smoke.toml")
+    del smoke["detection"]["recipe"]["max_proposal"]
+    smoke["detection"]["datasets"] = [{"name": "synthetic"}]
+    with pytest.raises(ConfigError, match="is a classification dataset, not detection"):
+        parse_suite(smoke, "suites/smoke.toml")

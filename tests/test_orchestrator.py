@@ -167,3 +167,41 @@ def test_a_multi_worker_job_runs_ddp_through_torchtrainer(ray_head, tmp_path):
     assert 0 <= run.top5_err <= run.top1_err <= 1
     log = (Path(run.checkpoint).parent.parent / "log.txt").read_text()
     assert "rank 0 of 2" in log
+
+
+@pytest.mark.slow
+def test_a_detection_job_goes_through_the_same_path(ray_head, tmp_path):
+    import tomllib
+
+    smoke = tomllib.loads((ROOT / "suites" / "smoke.toml").read_text())
+    detection = smoke["detection"]
+    lines = ['name = "det"', "[detection]", 'architectures = ["alexnet"]', f"input_size = {detection['input_size']}",
+             "datasets = [{ " + ", ".join(f"{k} = {v!r}".replace("'", '"') for k, v in detection["datasets"][0].items()) + " }]",
+             "[detection.recipe]", *[f"{k} = {v}" for k, v in detection["recipe"].items()]]
+    suite = tmp_path / "det.toml"
+    suite.write_text("\n".join(lines) + "\n")
+    url, storage = f"sqlite:///{tmp_path}/c.db", tmp_path / "runs"
+    proc = driver(suite, url, storage, ray_head.address, ray_head.env)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    (run,) = runs_in(url)
+    assert run.task == "detection" and run.state == "done" and run.launcher == "task"
+    assert 0.0 <= run.map50 <= 1.0 and run.top1_err is None
+    assert "mAP50" in out
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_marked_failed_and_the_campaign_goes_on(ray_head, tmp_path):
+    url, storage = f"sqlite:///{tmp_path}/c.db", tmp_path / "runs"
+    suite = write_suite(tmp_path, "failing", ["resnet18"], epochs=1, per_class=4)
+    missing = tmp_path / "no-such-dataset"
+    suite.write_text(suite.read_text().replace(
+        "datasets = [", f'datasets = [{{ name = "imagefolder", root = "{missing}" }}, '))
+    proc = driver(suite, url, storage, ray_head.address, ray_head.env)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, out
+    by_dataset = {r.dataset: r for r in runs_in(url)}
+    assert by_dataset["synthetic"].state == "done"
+    failed = by_dataset["imagefolder"]
+    assert failed.state == "failed" and "DatasetError" in failed.error and str(missing) in failed.error
+    assert "1 done, 1 failed" in out

@@ -70,7 +70,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
 def test_test_predictions_are_top5_in_submission_format_without_labels(tmp_path):
     torch.set_num_threads(2)
     spec = spec_for(tmp_path, dataset="digits", options={"image_size": 32}, epochs=1, batch_size=32, hflip=False,
-                    max_steps_per_epoch=5)
+                    max_steps_per_epoch=5, ten_crop=True, eval_crop=0.875)
     result = train_classifier(spec, RunContext(job_id=spec.job_id, storage=spec.folder))
     with open(result["predictions"]) as f:
         rows = list(csv.reader(f))
@@ -83,4 +83,5 @@ def test_test_predictions_are_top5_in_submission_format_without_labels(tmp_path)
     assert set(result["metrics"]) >= {f"top{k}_err" for k in range(1, 6)}
     errs = [result["metrics"][f"top{k}_err"] for k in range(1, 6)]
     assert errs == sorted(errs, reverse=True)
+    assert result["metrics"]["ten_crop"] is True
     assert result["flops"] > 0 and result["train_ips"] > 0 and result["eval_ips"] > 0 and result["peak_mem_mb"] > 0
