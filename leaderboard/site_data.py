@@ -10,7 +10,6 @@ import math
 from typing import Any
 
 import pandas as pd
-import streamlit as st
 
 from leaderboard.queries import STATES, board_columns
 
@@ -22,25 +21,6 @@ DETECTION_CSV = ("rank", "model", "team", "baseline", "map50", "map50_ci_low", "
                  "param_count", "gflops", "img_size", "vs_leader", "submitted", "run_id")
 JSON_FIELDS = ("rank", "entry", "team", "baseline", "label", "params", "flops", "input_size", "arch", "run_id",
                "submitted", "submission_id", "vs_leader")
-
-
-SITE_SESSION_KEY = "convbench_site_navigation"  # set by app.py in each browser session it has run in
-
-
-def ensure_site_navigation() -> None:
-    """Rerun through app.py when Streamlit ran this page on its own; call first on every page.
-
-    Streamlit treats a `pages/` folder beside the main script as a legacy multipage app until the
-    main script first calls st.navigation, so a deep link (e.g. /run?job=...) to a fresh server runs
-    the page alone, without app.py's layout and menu. Turning that mode off and rerunning runs
-    app.py, whose navigation picks the same page: page hashes follow the URL path, the file name.
-    Only a session app.py has not run in yet is rerun, so no widget event of a later run is dropped.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory and not st.session_state.get(SITE_SESSION_KEY):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 def run_label(arch: str, dataset: str, seed: Any, job_id: str) -> str:

@@ -192,7 +192,7 @@ def open_page(page: str | None = None, **query: str) -> AppTest:
     app = AppTest.from_file(APP, default_timeout=60).run()
     assert not app.exception, app.exception
     if page is not None:
-        app.switch_page(f"pages/{page}.py")
+        app.switch_page(f"views/{page}.py")
         app.query_params.update(query)
         app.run()
         assert not app.exception, app.exception

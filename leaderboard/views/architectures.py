@@ -10,7 +10,6 @@ from leaderboard.queries import architectures_frame, histories_frame
 from leaderboard.site_data import (
     arch_points,
     curve_metrics,
-    ensure_site_navigation,
     run_label,
     with_run_labels,
 )
@@ -113,5 +112,4 @@ def main() -> None:
     show_learning_curves(url, view)
 
 
-ensure_site_navigation()
 main()

@@ -8,7 +8,6 @@ import streamlit as st
 from db.engine import database_url
 from leaderboard.queries import detection_frame
 from leaderboard.site_data import (
-    ensure_site_navigation,
     per_class_ap,
     proposal_recall,
     run_label,
@@ -80,5 +79,4 @@ def main() -> None:
     show_proposals(runs)
 
 
-ensure_site_navigation()
 main()

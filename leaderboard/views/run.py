@@ -9,7 +9,7 @@ import streamlit as st
 
 from db.engine import database_url
 from leaderboard.queries import run_choices, run_record, run_submissions
-from leaderboard.site_data import ensure_site_navigation, run_label
+from leaderboard.site_data import run_label
 
 LOG_TAIL_CHARS = 200_000  # a long run's log can be large; its end says how it finished
 
@@ -111,5 +111,4 @@ def main() -> None:
     show_run(url, run)
 
 
-ensure_site_navigation()
 main()

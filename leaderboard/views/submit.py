@@ -13,7 +13,6 @@ from db.schema import Challenge, Team
 from leaderboard.errors import AuthError, LeaderboardError
 from leaderboard.queries import challenges_frame, team_submissions
 from leaderboard.quota import SubmitResult, quota_status, submit
-from leaderboard.site_data import ensure_site_navigation
 from leaderboard.submissions import MAX_BYTES
 from leaderboard.tokens import authenticate, hash_token
 
@@ -172,5 +171,4 @@ def main() -> None:
         show_team(url, team, challenge)
 
 
-ensure_site_navigation()
 main()

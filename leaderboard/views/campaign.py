@@ -6,7 +6,7 @@ import streamlit as st
 
 from db.engine import database_url
 from leaderboard.queries import campaign_frame
-from leaderboard.site_data import ensure_site_navigation, state_counts, suite_states
+from leaderboard.site_data import state_counts, suite_states
 
 REFRESH_SECONDS = (5, 10, 30, 60)
 JOB_COLUMNS = ["state", "suite", "arch", "dataset", "seed", "task", "attempts", "epochs_done", "node", "created_at",
@@ -55,5 +55,4 @@ def main() -> None:
     st.fragment(show_campaign, run_every=seconds if auto else None)(url)
 
 
-ensure_site_navigation()
 main()

@@ -12,7 +12,7 @@ from leaderboard.queries import (
     leaderboard,
     runs_frame,
 )
-from leaderboard.site_data import board_csv, board_json, ensure_site_navigation
+from leaderboard.site_data import board_csv, board_json
 
 LABELS = {"top5_err": "top-5 err", "top1_err": "top-1 err", "map50": "mAP@0.5", "map_coco": "mAP@[.5:.95]"}
 
@@ -101,5 +101,4 @@ def main() -> None:
     show_board(url, challenge)
 
 
-ensure_site_navigation()
 main()
