@@ -10,6 +10,7 @@ import pytest
 from helpers import runs_in
 from orchestrator.suite import load_suite, parse_suite
 from workers.typed import ConfigError
+from workers.zoo import ARCHS
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "suites" / "tiny.toml"
@@ -131,3 +132,14 @@ def test_detection_track_is_validated_before_anything_runs():
     smoke["detection"]["datasets"] = [{"name": "synthetic"}]
     with pytest.raises(ConfigError, match="is a classification dataset, not detection"):
         parse_suite(smoke, "suites/smoke.toml")
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "imagenet", "voc"])
+def test_every_shipped_suite_is_valid(name):
+    suite = load_suite(ROOT / "suites" / f"{name}.toml")
+    jobs = suite.jobs()
+    assert jobs and len({j.job_id for j in jobs}) == len(jobs)
+    if name == "smoke":
+        assert {j.arch for j in jobs if j.task == "classification"} == set(ARCHS)
+    if name == "imagenet":
+        assert {j.input_size for j in jobs} == {224, 299} and all(j.resources.workers == 8 for j in jobs)
