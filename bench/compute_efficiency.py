@@ -7,12 +7,13 @@ architecture's ratio is against the peak measured in the same round.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
 
 from bench.environment import workload
-from bench.harness import Figure, Settings, compared, interleave, per_second
+from bench.harness import Figure, Settings, compared, interleave
 from bench.loops import convbench_epoch, convbench_setup, random_batches
 from workers.zoo import count_flops
 
@@ -25,9 +26,19 @@ def archs(settings: Settings) -> list[str]:
                          ["alexnet", "resnet18"])
 
 
-def gemm_rate(n: int, calls: int = 3) -> Callable[[], float]:
+def gemm_rate(n: int, seconds: float) -> Callable[[], float]:
+    """GFLOP/s of back-to-back torch.mm calls for at least `seconds`: as long as a training sample, so that
+    load from elsewhere on the machine weighs on both alike."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return lambda: per_second(calls * 2 * n ** 3, lambda: [torch.mm(a, b) for _ in range(calls)]) / 1e9
+
+    def sample() -> float:
+        calls, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            torch.mm(a, b)
+            calls += 1
+        return calls * 2 * n ** 3 / elapsed / 1e9
+
+    return sample
 
 
 def training_rate(arch: str, size: int, batch: int, steps: int, settings: Settings) -> tuple[Callable[[], float], float]:
@@ -40,7 +51,7 @@ def training_rate(arch: str, size: int, batch: int, steps: int, settings: Settin
 
 def run(settings: Settings) -> list[Figure]:
     size, batch, steps, n = 64, settings.pick(16, 8), 2, settings.pick(2048, 1024)
-    paths: dict[str, Callable[[], float]] = {GEMM: gemm_rate(n)}
+    paths: dict[str, Callable[[], float]] = {GEMM: gemm_rate(n, settings.pick(3.0, 1.0))}
     forward: dict[str, float] = {}
     for arch in archs(settings):
         paths[arch], forward[arch] = training_rate(arch, size, batch, steps, settings)

@@ -70,9 +70,13 @@ def query_paths(fixtures: dict[str, SiteFixture]) -> tuple[dict[str, Callable[[]
     return paths, missing
 
 
+PAGE_FOLDERS = ("views", "pages")  # where app.py's st.navigation has kept its page scripts
+
+
 def pages() -> list[str]:
-    """The app's page scripts, as AppTest.switch_page names them."""
-    return sorted(f"pages/{p.name}" for p in (APP.parent / "pages").glob("*.py"))
+    """The app's page scripts, as AppTest.switch_page names them (relative to app.py)."""
+    return sorted(f"{folder}/{p.name}" for folder in PAGE_FOLDERS for p in (APP.parent / folder).glob("*.py")
+                  if not p.name.startswith("_"))
 
 
 @contextlib.contextmanager

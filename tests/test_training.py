@@ -12,11 +12,11 @@ from workers.datasets import load_dataset
 from workers.jobs import JobSpec
 from workers.train import train_classifier
 
-SYNTHETIC = {"num_classes": 10, "image_size": 32, "train_per_class": 400, "val_per_class": 50, "test_per_class": 10}
+SYNTHETIC = {"num_classes": 6, "image_size": 32, "train_per_class": 400, "val_per_class": 50, "test_per_class": 10}
 
 
 def spec_for(tmp_path, arch="resnet18", dataset="synthetic", options=None, **recipe) -> JobSpec:
-    base = {"epochs": 2, "batch_size": 32, "lr": 0.2, "schedule": "cosine", "warmup_epochs": 0.5,
+    base = {"epochs": 2, "batch_size": 32, "lr": 0.2, "schedule": "cosine", "warmup_epochs": 1.0,
             "crop_scale": [0.8, 1.0], "eval_crop": 1.0}
     return JobSpec(suite="test", task="classification", arch=arch, dataset=dataset,
                    dataset_options=options if options is not None else SYNTHETIC, recipe={**base, **recipe}, seed=0,
