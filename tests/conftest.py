@@ -88,7 +88,7 @@ def project_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _wait_for_job_server(head: RayHead, timeout_s: float = 120) -> None:
+def _wait_for_job_server(head: RayHead, timeout_s: float = 300) -> None:
     """`ray start` returns before the head's job agent is up; a submission then gets a 500."""
     import subprocess
     import time
@@ -97,9 +97,11 @@ def _wait_for_job_server(head: RayHead, timeout_s: float = 120) -> None:
     while True:
         probe = subprocess.run(["ray", "job", "submit", "--address", head.dashboard, "--", "python", "-c", "pass"],
                                env=head.env, capture_output=True, text=True, timeout=120)
-        if probe.returncode == 0 or time.monotonic() > deadline:
+        if probe.returncode == 0:
             return
-        time.sleep(1)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Ray job server at {head.dashboard} did not come up:\n{probe.stderr[-2000:]}")
+        time.sleep(2)
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,14 @@ def driver(suite: Path, url: str, storage: Path, address: str, env: dict) -> sub
          "--address", address], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def rows_or_none(url: str) -> list:
+    """The runs so far; none while the driver has not created the schema yet."""
+    try:
+        return runs_in(url)
+    except sa.exc.OperationalError:
+        return []
+
+
 def wait_for(condition, timeout: float = 300, every: float = 0.05):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,7 +84,7 @@ def test_a_killed_driver_loses_nothing_and_a_rerun_finishes_only_the_rest(ray_he
     url, storage = f"sqlite:///{tmp_path}/c.db", tmp_path / "runs"
     suite = write_suite(tmp_path, "killdriver", ["resnet18", "alexnet", "googlenet"], epochs=2, per_class=20)
     proc = driver(suite, url, storage, ray_head.address, ray_head.env)
-    wait_for(lambda: any(r.state == "done" for r in runs_in(url)) if Path(url[10:]).exists() else False, every=0.2)
+    wait_for(lambda: any(r.state == "done" for r in rows_or_none(url)), every=0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     done_before = {r.job_id for r in runs_in(url) if r.state == "done"}
@@ -113,7 +121,7 @@ def test_results_survive_a_database_that_went_away(ray_head, pg_url, tmp_path):
                 conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
 
     proc = driver(suite, pg_url, storage, ray_head.address, ray_head.env)
-    wait_for(lambda: any(r.state == "running" for r in runs_in(pg_url)), every=0.2)
+    wait_for(lambda: any(r.state == "running" for r in rows_or_none(pg_url)), every=0.2)
     database(allow=False)
     try:
         out, _ = proc.communicate(timeout=600)

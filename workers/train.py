@@ -33,7 +33,8 @@ def train_transform(size: int, recipe: Recipe) -> v2.Compose:
 
 def eval_transform(size: int, recipe: Recipe, ten_crop: bool = False) -> v2.Compose:
     resize = [v2.Resize(round(size / recipe.eval_crop), antialias=True)]
-    crop = [v2.TenCrop(size), v2.Lambda(torch.stack)] if ten_crop else [v2.CenterCrop(size)]
+    # A plain callable, not v2.Lambda: v2 would apply it to each crop rather than to the tuple of ten.
+    crop = [v2.TenCrop(size), torch.stack] if ten_crop else [v2.CenterCrop(size)]
     return v2.Compose([*resize, *crop, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
 
 
