@@ -36,7 +36,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False)
+        # "local": a new instance even when another Ray runs on this machine (plain init would join it).
+        ray.init(address="local", num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False)
 
 
 def launcher_for(spec: JobSpec) -> str:
