@@ -111,8 +111,12 @@ def ray_head() -> Iterator[RayHead]:
 
     port, dash = free_port(), free_port()
     env = project_env()
+    # Every port of its own: Ray's fixed defaults (the dashboard agent's 52365, ...) would collide with any
+    # other Ray on the machine, and a head whose agent cannot bind takes no job submissions.
+    own_ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+                                                         "runtime-env-agent-port", "metrics-export-port")]
     subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"],
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats", *own_ports],
                    env=env, check=True, capture_output=True, timeout=120)
     head = RayHead(f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}", env)
     _wait_for_job_server(head)
