@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench import report
 from bench.environment import describe
-from bench.harness import Settings, run_benchmarks
+from bench.harness import Outcome, Settings, run_benchmarks
 from bench.registry import BENCHMARKS, DESCRIPTIONS
 
 EPILOG = """benchmarks:
@@ -73,19 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="convbench-bench-") as workdir:
         settings = Settings(quick=args.quick, repeats=args.repeats or (2 if args.quick else 5), warmup=args.warmup,
                             threads=args.threads, workdir=Path(workdir), pg_url=args.pg_url)
-        try:
-            outcome = run_benchmarks({name: BENCHMARKS[name] for name in args.names}, settings)
-        finally:
-            from bench.ray_session import shutdown
 
-            shutdown()
+        def save(so_far: Outcome) -> None:
+            report.write_json(args.json, report.document(so_far, settings, environment, argv))
+
+        outcome = run_benchmarks({name: BENCHMARKS[name] for name in args.names}, settings,
+                                 after_each=save if args.json else None)
     print()
     print(report.markdown(outcome.figures) if args.markdown else report.table(outcome.figures))
     print()
     print(f"[bench] {report.summary(outcome)}")
     if args.json:
-        report.write_json(args.json, report.document(outcome, settings, environment, argv))
-        print(f"[bench] wrote {args.json}")
+        print(f"[bench] wrote {args.json}")  # after every benchmark, so a run that dies keeps what it measured
     return 1 if outcome.errors else 0
 
 

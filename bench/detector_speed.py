@@ -92,8 +92,10 @@ def rcnn_figures(proposals: Any, recipe_mod: Any, regions: Any, splits: Any, ite
     found = [detector.detect(image) for image, _ in items]
     region_count = sum(f.items for f in found)
     backbone = detector.model.eval()
-    batches = [torch.randn(min(recipe.eval_batch, region_count - s), 3, INPUT, INPUT)
-               for s in range(0, region_count, recipe.eval_batch)]
+    # The same forward batches detect() makes (an image's proposals, split by eval_batch), so the ratio
+    # is the cost of warping and NMS, not of a different batch size.
+    batches = [torch.randn(len(chunk), 3, INPUT, INPUT) for f in found
+               for chunk in torch.arange(f.items).split(recipe.eval_batch)]
 
     def bare_forward() -> float:
         with torch.no_grad():

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from bench.environment import workload
 from bench.harness import Figure, Settings, Target, compared, interleave
 from bench.loops import job_spec, plain_epoch, plain_model
-from bench.ray_session import ensure_ray
+from bench.ray_session import local_ray
 from workers.datasets import load_dataset
 from workers.jobs import JobSpec
 from workers.recipes import Recipe
@@ -100,8 +100,8 @@ def measure(case: Case, settings: Settings) -> list[Figure]:
 
 
 def run(settings: Settings) -> list[Figure]:
-    ray_start = ensure_ray(settings.threads)
-    figures = [figure for case in cases(settings) for figure in measure(case, settings)]
-    figures.append(Figure("distribution", "local Ray start (scheduler.connect)",
+    with local_ray(settings.threads) as ray_start:
+        figures = [figure for case in cases(settings) for figure in measure(case, settings)]
+    figures.append(Figure("distribution", "local Ray start (ray.init, as scheduler.connect)",
                           workload(("ray",), num_cpus=settings.threads), "s", [ray_start] if ray_start else []))
     return figures

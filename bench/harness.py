@@ -7,6 +7,7 @@ per-repetition ratios. The reported ratio is the median of those ratios, not the
 """
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -80,13 +81,26 @@ class Figure:
         return median(self.ratios)
 
     @property
+    def best_ratio(self) -> float | None:
+        """Best measured over best baseline: load from elsewhere only ever slows a run down, so the best
+        repetitions are the least disturbed; a check on the median ratio when the machine is busy."""
+        if not (self.samples and self.baseline_samples and self.ratios):
+            return None
+        best = max if self.higher_is_better else min
+        return best(self.samples) / best(self.baseline_samples)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.unit not in ("s", "ms")
+
+    @property
     def met(self) -> bool | None:
         return self.target.met(self) if self.target else None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["target"] = asdict(self.target) if self.target else None
-        d.update(value=self.value, baseline=self.baseline, ratio=self.ratio, met=self.met)
+        d.update(value=self.value, baseline=self.baseline, ratio=self.ratio, best_ratio=self.best_ratio, met=self.met)
         return d
 
 
@@ -137,27 +151,33 @@ class Outcome:
     skipped: dict[str, str] = field(default_factory=dict)  # benchmark -> why
     errors: dict[str, str] = field(default_factory=dict)  # benchmark -> traceback
     seconds: dict[str, float] = field(default_factory=dict)  # benchmark -> wall time of the benchmark
+    load: dict[str, list[float]] = field(default_factory=dict)  # benchmark -> 1/5/15-min load average at its start
 
 
 def run_benchmarks(selected: dict[str, Callable[[Settings], list[Figure]]], settings: Settings,
-                   out: TextIO = sys.stdout) -> Outcome:
-    """Runs each benchmark; one that is skipped or fails is recorded and the rest still run."""
+                   out: TextIO = sys.stdout, after_each: Callable[[Outcome], None] | None = None) -> Outcome:
+    """Runs each benchmark; one that is skipped or fails is recorded and the rest still run.
+
+    `after_each` sees the outcome so far after every benchmark (to save it: a long run that dies
+    keeps what it measured).
+    """
     outcome = Outcome()
     for name, run in selected.items():
-        print(f"[bench] {name} ...", file=out, flush=True)
+        outcome.load[name] = [round(x, 2) for x in os.getloadavg()]
+        print(f"[bench] {name} ... (load average {outcome.load[name][0]})", file=out, flush=True)
         start = time.perf_counter()
         try:
             figures = run(settings)
         except Skip as exc:
             outcome.skipped[name] = str(exc)
             print(f"[bench] {name}: skipped: {exc}", file=out, flush=True)
-            continue
         except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others' figures
             outcome.errors[name] = traceback.format_exc()
             print(f"[bench] {name}: failed:\n{outcome.errors[name]}", file=out, flush=True)
-            continue
-        finally:
-            outcome.seconds[name] = time.perf_counter() - start
-        outcome.figures += figures
-        print(f"[bench] {name}: {len(figures)} figures in {outcome.seconds[name]:.0f}s", file=out, flush=True)
+        else:
+            outcome.figures += figures
+            print(f"[bench] {name}: {len(figures)} figures in {time.perf_counter() - start:.0f}s", file=out, flush=True)
+        outcome.seconds[name] = time.perf_counter() - start
+        if after_each is not None:
+            after_each(outcome)
     return outcome

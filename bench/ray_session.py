@@ -1,27 +1,32 @@
-"""One local Ray for every benchmark that needs it, started the orchestrator's way (scheduler.connect)."""
+"""A private local Ray per benchmark that needs one, set up as orchestrator.scheduler.connect sets up its own.
+
+Private: `address="local"` always starts a new cluster. Without it, ray.init joins whatever
+cluster `ray start` left running on the machine (on a shared machine, someone else's, with
+someone else's load). Per benchmark: each one shuts its Ray down when done, so the benchmarks
+without Ray cannot be taken down by a cluster dying under them; anyone's `ray stop --force` (the
+test suite's Ray fixture runs one) kills every Ray process on the machine, and Ray then ends its
+driver.
+"""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-_started: dict[str, float] = {}
+# As scheduler.connect starts a local cluster (same runtime env, no log forwarding, no dashboard).
+RUNTIME_ENV = {"env_vars": {"PYTHONWARNINGS": "ignore::UserWarning"}}
 
 
-def ensure_ray(num_cpus: int) -> float:
-    """Starts Ray if this process has none; returns the seconds the start took (that of the first start)."""
+@contextmanager
+def local_ray(num_cpus: int) -> Iterator[float]:
+    """A new local Ray with `num_cpus` CPUs for the block; yields the seconds its start took."""
     import ray
 
-    from orchestrator import scheduler
-
-    if not ray.is_initialized():
-        start = time.perf_counter()
-        scheduler.connect(None, num_cpus)
-        _started["seconds"] = time.perf_counter() - start
-    return _started.get("seconds", 0.0)
-
-
-def shutdown() -> None:
-    import sys
-
-    ray = sys.modules.get("ray")  # never import Ray just to find that it was not started
-    if ray is not None and ray.is_initialized():
+    start = time.perf_counter()
+    ray.init(address="local", num_cpus=num_cpus, runtime_env=RUNTIME_ENV, log_to_driver=False,
+             include_dashboard=False)
+    started = time.perf_counter() - start
+    try:
+        yield started
+    finally:
         ray.shutdown()

@@ -7,7 +7,7 @@ from typing import Any
 
 from bench.harness import Figure, Outcome, Settings
 
-HEADERS = ("benchmark", "figure", "workload", "median", "baseline", "ratio [min-max]", "target", "met")
+HEADERS = ("benchmark", "figure", "workload", "median", "baseline", "ratio [min-max]", "best/best", "target", "met")
 WORKLOAD_SKIP = ("versions",)  # the environment line names them once; the JSON keeps them per figure
 
 
@@ -32,7 +32,7 @@ def row(f: Figure) -> tuple[str, ...]:
     ratio = number(f.ratio) + spread(f.ratios) if f.ratios else "-"
     met = {True: "yes", False: "NO", None: ""}[f.met]
     return (f.benchmark, f.name, workload_text(f.workload), f"{number(f.value)} {f.unit}", baseline, ratio,
-            f.target.text() if f.target else "", met)
+            number(f.best_ratio) if f.ratios else "-", f.target.text() if f.target else "", met)
 
 
 def table(figures: list[Figure]) -> str:
@@ -69,6 +69,7 @@ def document(outcome: Outcome, settings: Settings, environment: dict[str, Any], 
         "skipped": outcome.skipped,
         "errors": outcome.errors,
         "seconds": outcome.seconds,
+        "load_average_at_start": outcome.load,
     }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from bench.cpu_usage import BusyMeter
 from bench.environment import workload
 from bench.harness import Figure, Settings, Target, compared, interleave
-from bench.ray_session import ensure_ray
+from bench.ray_session import local_ray
 from workers.jobs import JobSpec
 
 CPUS_PER_JOB = 1
@@ -113,10 +113,10 @@ def figure(name: str, work: dict[str, Any], unit: str, values: list[float], targ
 
 
 def run(settings: Settings) -> list[Figure]:
-    ray_start = ensure_ray(settings.threads)
     jobs = settings.pick(40, 8)
     runs = Campaigns(settings, jobs)
-    samples = interleave({CAMPAIGN: runs.campaign, TRAINER: runs.trainer}, settings.repeats, settings.warmup)
+    with local_ray(settings.threads) as ray_start:
+        samples = interleave({CAMPAIGN: runs.campaign, TRAINER: runs.trainer}, settings.repeats, settings.warmup)
     measured = runs.campaigns[-settings.repeats:]
     trainers = runs.trainers[-settings.repeats:]
     work = workload(("torch", "ray", "sqlalchemy"), jobs=jobs, model="resnet18", input=32, batch=8, steps=1,
@@ -133,6 +133,6 @@ def run(settings: Settings) -> list[Figure]:
         figure("slot occupancy: sum compute / (wall x concurrency)", work, "fraction",
                [m["occupancy"] for m in measured]),
         figure("TorchTrainer.fit wall, one tiny job", one, "s", [t["wall"] for t in trainers]),
-        figure("local Ray start (scheduler.connect)", workload(("ray",), num_cpus=settings.threads), "s",
+        figure("local Ray start (ray.init, as scheduler.connect)", workload(("ray",), num_cpus=settings.threads), "s",
                [ray_start] if ray_start else []),
     ]

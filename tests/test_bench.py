@@ -12,7 +12,7 @@ from bench.registry import BENCHMARKS
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURE_KEYS = {"benchmark", "name", "workload", "unit", "samples", "value", "baseline_name", "baseline_samples",
-               "baseline", "ratios", "ratio", "target", "met", "note"}
+               "baseline", "ratios", "ratio", "best_ratio", "target", "met", "note"}
 
 
 def run_bench(*args: str) -> subprocess.CompletedProcess:
@@ -24,7 +24,8 @@ def test_quick_scoring_writes_json_with_every_figure_key(tmp_path):
     done = run_bench("--quick", "--only", "scoring", "--repeats", "1", "--warmup", "0", "--json", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(out.read_text())
-    assert set(doc) >= {"command", "environment", "settings", "figures", "skipped", "errors", "seconds"}
+    assert set(doc) >= {"command", "environment", "settings", "figures", "skipped", "errors", "seconds",
+                        "load_average_at_start"}
     assert doc["settings"] == {"quick": True, "repeats": 1, "warmup": 0, "threads": doc["environment"]["threads"]}
     assert doc["errors"] == {} and list(doc["seconds"]) == ["scoring"]
     assert {"torch", "pandas", "ray"} <= set(doc["environment"]["versions"])
@@ -62,6 +63,9 @@ def test_ratio_is_the_median_of_per_round_ratios_and_targets_bound_ratio_or_valu
     figure = compared("x", "f", {}, "s", {"m": [1.0, 4.0, 9.0], "b": [1.0, 2.0, 1.0]}, "m", "b", Target(">=", 2.0))
     assert figure.ratios == [1.0, 2.0, 9.0] and figure.ratio == 2.0 and figure.met is True
     assert figure.value == 4.0 and figure.baseline == 1.0
+    assert figure.best_ratio == 1.0 / 1.0  # in seconds the best repetition is the fastest: min over min
+    rates = compared("x", "f", {}, "img/s", {"m": [1.0, 4.0, 9.0], "b": [1.0, 2.0, 1.0]}, "m", "b")
+    assert rates.best_ratio == 9.0 / 2.0  # in images/s it is the highest: max over max
     assert Target("<=", 3.0, on="value").met(figure) is False
     assert Figure("x", "no samples", {}, "s", [], target=Target("<=", 1.0, on="value")).met is None
 

@@ -21,7 +21,7 @@ def run_cli(*args: str, env=None, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("module", ["orchestrator", "leaderboard", "workers.zoo"])
+@pytest.mark.parametrize("module", ["orchestrator", "leaderboard", "workers.zoo", "bench", "db"])
 def test_every_cli_explains_itself(module):
     out = run_cli("-m", module, "--help", timeout=120)
     assert out.returncode == 0, out.stderr
