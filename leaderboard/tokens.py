@@ -34,7 +34,8 @@ def create_team(session: Session, name: str, official: bool = False) -> str:
         raise ChallengeError("a team name needs 1-128 characters")
     if session.scalar(select(Team.id).where(Team.name == name)) is not None:
         raise ChallengeError(f"team {name!r} exists")
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    # A fixed prefix: a token that began with "-" would read as an option on a command line.
+    token = "cbt_" + secrets.token_urlsafe(TOKEN_BYTES)
     session.add(Team(name=name, token_hash=hash_token(token), official=official))
     session.flush()
     return token
