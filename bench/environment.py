@@ -4,23 +4,17 @@ from __future__ import annotations
 import os
 import platform
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from workers import provenance
 
 PACKAGES = ("torch", "torchvision", "ray", "numpy", "pandas", "sqlalchemy", "streamlit", "psycopg2-binary",
             "pycocotools", "opencv-contrib-python-headless")
 
 
-@lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
+    return provenance.versions(PACKAGES)
 
 
 def versions_of(*packages: str) -> str:

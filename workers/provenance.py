@@ -14,10 +14,10 @@ import torch
 PACKAGES = ("convbench", "torch", "torchvision", "ray", "numpy", "sqlalchemy", "opencv-contrib-python-headless")
 
 
-@lru_cache(maxsize=1)
-def versions() -> dict[str, str]:
+@lru_cache(maxsize=4)
+def versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
