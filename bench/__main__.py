@@ -29,8 +29,10 @@ examples:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     rows = "\n".join(f"  {name:<13} {text}" for name, text in DESCRIPTIONS.items())
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Run convbench's performance benchmarks and print their figures.",
-                                     epilog=EPILOG.format(rows=rows), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description="Run convbench's performance benchmarks and print their figures.",
+                                     epilog=EPILOG.format(rows=rows),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="smaller workloads and 2 repetitions: a check that everything runs, in minutes")
     parser.add_argument("--repeats", type=int, default=None, metavar="N",
@@ -67,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     environment = describe(args.threads)
+    versions = ", ".join(f"{k} {v}" for k, v in environment["versions"].items())
     print(f"[bench] {environment['cpu']}, {environment['cores']} cores, {args.threads} threads, load "
-          f"{environment['load_average_at_start']}; " + ", ".join(f"{k} {v}" for k, v in environment["versions"].items()),
-          flush=True)
+          f"{environment['load_average_at_start']}; {versions}", flush=True)
     with tempfile.TemporaryDirectory(prefix="convbench-bench-") as workdir:
         settings = Settings(quick=args.quick, repeats=args.repeats or (2 if args.quick else 5), warmup=args.warmup,
                             threads=args.threads, workdir=Path(workdir), pg_url=args.pg_url)

@@ -41,7 +41,8 @@ def gemm_rate(n: int, seconds: float) -> Callable[[], float]:
     return sample
 
 
-def training_rate(arch: str, size: int, batch: int, steps: int, settings: Settings) -> tuple[Callable[[], float], float]:
+def training_rate(arch: str, size: int, batch: int, steps: int,
+                  settings: Settings) -> tuple[Callable[[], float], float]:
     """A sampler of the step's GFLOP/s, and the forward FLOPs per image it counts with."""
     setup = convbench_setup(arch, size, batch, settings.workdir)
     flops = count_flops(setup.bare, size)

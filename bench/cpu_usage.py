@@ -61,7 +61,8 @@ class BusyMeter:
         self.cores = cores or os.cpu_count() or 1
 
     def __enter__(self) -> BusyMeter:
-        self.start_wall, self.start_tree, self.start_jiffies = time.perf_counter(), tree_cpu_seconds(), machine_jiffies()
+        self.start_tree, self.start_jiffies = tree_cpu_seconds(), machine_jiffies()
+        self.start_wall = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:

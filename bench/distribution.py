@@ -84,7 +84,8 @@ class Paths:
         return plain_epoch(model, optimizer, loader, c.steps)
 
 
-def measure(case: Case, settings: Settings) -> list[Figure]:
+def measure(case: Case, settings: Settings, first: bool) -> list[Figure]:
+    """The case's figures; `first`: the session's first tasks, whose warm-up starts Ray's worker processes."""
     paths = Paths(case, settings)
     samples = interleave({"bare loop": paths.bare, "Ray task": paths.orchestrated}, settings.repeats, settings.warmup)
     work = workload(("torch", "ray"), model=case.arch, input=case.size, batch=case.batch, steps_per_epoch=case.steps,
@@ -93,7 +94,7 @@ def measure(case: Case, settings: Settings) -> list[Figure]:
     figures = [compared("distribution", "steady-state train images/s, Ray task vs bare loop", work, "img/s", samples,
                         "Ray task", "bare loop", TARGET)]
     figures.append(Figure("distribution", "task start-up, warm worker (wall - job wall_s)", work, "s", warm))
-    if cold:
+    if cold and first:
         figures.append(Figure("distribution", "task start-up, first task (cold worker)", work, "s", cold[:1],
                               note="includes starting the worker process and importing torch"))
     return figures
@@ -101,7 +102,7 @@ def measure(case: Case, settings: Settings) -> list[Figure]:
 
 def run(settings: Settings) -> list[Figure]:
     with local_ray(settings.threads) as ray_start:
-        figures = [figure for case in cases(settings) for figure in measure(case, settings)]
+        figures = [figure for i, case in enumerate(cases(settings)) for figure in measure(case, settings, i == 0)]
     figures.append(Figure("distribution", "local Ray start (ray.init, as scheduler.connect)",
                           workload(("ray",), num_cpus=settings.threads), "s", [ray_start] if ray_start else []))
     return figures

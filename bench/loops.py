@@ -30,7 +30,8 @@ def job_spec(arch: str, size: int, batch: int, steps: int, epochs: int, storage:
     """A classification job on synthetic data with the architecture's recipe, cut to `steps` steps per epoch."""
     changes = {"epochs": epochs, "batch_size": batch, "max_steps_per_epoch": steps, **(recipe or {})}
     return JobSpec(suite="bench", task="classification", arch=arch, dataset="synthetic",
-                   dataset_options=synthetic_options(size, steps * batch), recipe=get_arch(arch).recipe.override(changes).to_dict(),
+                   dataset_options=synthetic_options(size, steps * batch),
+                   recipe=get_arch(arch).recipe.override(changes).to_dict(),
                    seed=seed, input_size=size, resources=Resources(cpus=threads), storage=str(storage))
 
 
@@ -42,12 +43,13 @@ def random_batches(count: int, batch: int, size: int, seed: int = 0, num_classes
              torch.randint(num_classes, (batch,), generator=generator)) for _ in range(count)]
 
 
-def plain_model(arch: str, size: int, num_classes: int = NUM_CLASSES, seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:
+def plain_model(arch: str, size: int, num_classes: int = NUM_CLASSES,
+                seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(seed)
     recipe = get_arch(arch).recipe
     model = get_arch(arch).build(num_classes, size, recipe.dropout)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.scaled_lr(), momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
+                                weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
     return model, optimizer
 
 

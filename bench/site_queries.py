@@ -30,7 +30,8 @@ Call = Callable[[Callable[..., Any], SiteFixture], Any]
 PAGE_QUERIES: dict[str, tuple[str, Call]] = {
     "board: challenges_frame": ("challenges_frame", lambda f, x: f(x.url)),
     "board: leaderboard (best per team)": ("leaderboard", lambda f, x: f(x.url, x.main_slug, True, task=x.main_task)),
-    "board: leaderboard (every submission)": ("leaderboard", lambda f, x: f(x.url, x.main_slug, False, task=x.main_task)),
+    "board: leaderboard (every submission)": ("leaderboard",
+                                              lambda f, x: f(x.url, x.main_slug, False, task=x.main_task)),
     # leaderboard()'s own query, timed alone to tell the database's share from pandas'
     "board: submissions_frame (best per team)": ("submissions_frame", lambda f, x: f(x.url, x.main_slug, True)),
     "board: submissions_frame (every submission)": ("submissions_frame", lambda f, x: f(x.url, x.main_slug, False)),
