@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# As scheduler.connect starts a local cluster (same runtime env, no log forwarding, no dashboard).
+# As scheduler.connect starts a local cluster (same runtime env, no log forwarding, no dashboard, workers at nice 0).
 RUNTIME_ENV = {"env_vars": {"PYTHONWARNINGS": "ignore::UserWarning"}}
 
 
@@ -24,7 +24,7 @@ def local_ray(num_cpus: int) -> Iterator[float]:
 
     start = time.perf_counter()
     ray.init(address="local", num_cpus=num_cpus, runtime_env=RUNTIME_ENV, log_to_driver=False,
-             include_dashboard=False)
+             include_dashboard=False, _system_config={"worker_niceness": 0})
     started = time.perf_counter() - start
     try:
         yield started

@@ -37,7 +37,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:
         # "local": a new instance even when another Ray runs on this machine (plain init would join it).
-        ray.init(address="local", num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False)
+        # worker_niceness 0: Ray starts its workers at nice 15 by default, and on a loaded machine they starve.
+        ray.init(address="local", num_cpus=num_cpus, runtime_env=env, log_to_driver=False, include_dashboard=False,
+                 _system_config={"worker_niceness": 0})
 
 
 def launcher_for(spec: JobSpec) -> str:
