@@ -73,6 +73,7 @@ def classification(settings: Settings) -> list[Figure]:
     rng = np.random.default_rng(0)
     n, num_classes = settings.pick(50_000, 10_000), 1000
     ids, labels = test_ids(n), rng.integers(num_classes, size=n)
+    ids.setflags(write=False)  # as the server's cached ids (scoring.public_image_ids): validation keeps their Arrow copy
     class_names = [f"class_{i:04d}" for i in range(num_classes)]
     data = top5_file(ids, num_classes, rng)
 

@@ -76,7 +76,7 @@ def store_held_labels(session: Session, challenge_id: int, labels: Mapping[str, 
 @dataclass(frozen=True, repr=False)  # repr=False: a debugger or a log line shows no labels
 class _Truth:
     ids: np.ndarray  # sorted test ids
-    values: list[Any]  # labels (classification) or box lists (detection), aligned with ids
+    values: Any  # labels (classification: an int64 array) or box lists (detection), aligned with ids
 
 
 _TRUTH: OrderedDict[tuple[str, int, str], _Truth] = OrderedDict()
@@ -101,7 +101,16 @@ def _truth(session: Session, challenge: Challenge) -> _Truth:
     ids = np.array([row[0] for row in rows], dtype=str)
     # Sorted in numpy, not by ORDER BY: a database collation could order the ids differently.
     order = np.argsort(ids, kind="stable")
-    truth = _Truth(ids[order], [rows[i][1] for i in order])
+    ids = ids[order]
+    ids.setflags(write=False)  # shared by every upload (validation keeps an Arrow copy of a read-only array)
+    values = [rows[i][1] for i in order]
+    if challenge.task == "classification":
+        try:
+            values = np.asarray(values, dtype=np.int64)
+            values.setflags(write=False)
+        except (TypeError, ValueError):
+            pass  # a missing label: left as read, so that scoring fails as a ScoringError
+    truth = _Truth(ids, values)
     with _TRUTH_LOCK:
         _TRUTH[key] = truth
         while len(_TRUTH) > _TRUTH_KEPT:
@@ -174,8 +183,12 @@ def bootstrap_errors(guesses: np.ndarray, labels: np.ndarray, resamples: int = R
     count vector from Multinomial(n, observed rank frequencies); drawing that directly is the
     same bootstrap without materialising resamples x n indices (50M for ImageNet-sized sets).
     """
-    k, n = guesses.shape[1], len(labels)
-    counts = np.bincount(first_hit_rank(guesses, labels), minlength=k + 1)
+    counts = np.bincount(first_hit_rank(guesses, labels), minlength=guesses.shape[1] + 1)
+    return _bootstrap_from_counts(counts, resamples, seed, top_k)
+
+
+def _bootstrap_from_counts(counts: np.ndarray, resamples: int, seed: int, top_k: int) -> np.ndarray:
+    n = int(counts.sum())
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n, counts / max(n, 1), size=resamples)
     return _errors_from_counts(draws, n, top_k)
@@ -184,8 +197,10 @@ def bootstrap_errors(guesses: np.ndarray, labels: np.ndarray, resamples: int = R
 def classification_scores(guesses: np.ndarray, labels: np.ndarray, resamples: int = RESAMPLES,
                           seed: int = SEED, level: float = LEVEL) -> dict[str, Any]:
     """Top-1..top-5 error and their percentile bootstrap confidence intervals over test images."""
-    errors = topk_errors(guesses, labels)
-    boot = bootstrap_errors(guesses, labels, resamples, seed)
+    # The ranks once: the errors and the bootstrap both come from their counts.
+    counts = np.bincount(first_hit_rank(guesses, labels), minlength=guesses.shape[1] + 1)
+    errors = _errors_from_counts(counts, len(labels), TOP_K)
+    boot = _bootstrap_from_counts(counts, resamples, seed, TOP_K)
     low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=0)
     scores: dict[str, Any] = {"n_images": int(len(labels)), "guesses": int(guesses.shape[1])}
     for j in range(TOP_K):

@@ -13,7 +13,16 @@ from hypothesis import strategies as st
 
 from leaderboard.errors import ValidationError
 from leaderboard.scoring import classification_scores
-from leaderboard.submissions import Classifications, Detections, parse_classification, parse_detection, validate
+from leaderboard.submissions import (
+    MAX_BYTES,
+    Classifications,
+    Detections,
+    _checked_classification,
+    _fast_classification,
+    parse_classification,
+    parse_detection,
+    validate,
+)
 
 IDS = np.array([f"test_{i:06d}" for i in range(20)])
 NAMES = ["disk", "square", "triangle", "ring", "cross", "diamond", "frame", "bar"]
@@ -236,7 +245,7 @@ def test_coco_json_refusals(text: str, problem: str) -> None:
 
 VALID = csv_bytes(good_rows())
 NOISE = [b",", b"\n", b"\r", b"\x00", b"\xff", b'"', b" ", b"nan", b"inf", b"-1", b"99", b"disk", b"test_000003",
-         b"pred_6", b"\xef\xbb\xbf", b"1e400", b"\t"]
+         b"pred_6", b"\xef\xbb\xbf", b"1e400", b"\t", b"0x1", b"+1", b"1e2", b"007", b"\r\n"]
 edits = st.lists(st.tuples(st.sampled_from(["insert", "delete", "replace", "truncate", "swap", "dup"]),
                            st.integers(0, len(VALID)), st.integers(1, 40),
                            st.one_of(st.sampled_from(NOISE), st.binary(min_size=1, max_size=6))),
@@ -284,6 +293,33 @@ def check_outcome(data: bytes, task: str, filename: str) -> None:
 @given(edits)
 def test_mutated_classification_files_raise_only_validation_errors(plan) -> None:
     check_outcome(mutate(VALID, plan), "classification", "p.csv")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits)
+def test_fast_path_accepts_only_what_the_pandas_path_accepts_alike(plan) -> None:
+    """The Arrow fast path may pass a file on to the pandas path, but never accept one differently."""
+    data = mutate(VALID, plan)
+    fast = _fast_classification(data, IDS, len(NAMES), MAX_BYTES)
+    if fast is None:
+        return
+    checked = _checked_classification(data, IDS, NAMES)
+    assert fast.n_rows == checked.n_rows and fast.guesses.tolist() == checked.guesses.tolist()
+
+
+def test_fast_path_takes_a_clean_file_and_leaves_the_rest() -> None:
+    assert _fast_classification(VALID, IDS, len(NAMES), MAX_BYTES) is not None
+    crlf = b"\xef\xbb\xbf" + VALID.replace(b"\n", b"\r\n")
+    assert _fast_classification(crlf, IDS, len(NAMES), MAX_BYTES).guesses.tolist() == \
+        parse_classification(VALID, IDS, NAMES).guesses.tolist()
+    read_only = IDS.copy()
+    read_only.setflags(write=False)  # the server's cached ids: their Arrow copy is kept
+    assert _fast_classification(VALID, read_only, len(NAMES), MAX_BYTES) is not None
+    rows = good_rows()
+    rows[3][2] = "0x1"  # Arrow would cast it to 1; pandas reads a class name
+    for data in (csv_bytes(rows), VALID.replace(b"test_000004", b" test_000004"), VALID + b"\n\n"):
+        assert _fast_classification(data, IDS, len(NAMES), MAX_BYTES) is None
+    refused(csv_bytes(rows), r"^line 5, pred_2: unknown class name '0x1'")
 
 
 @settings(max_examples=100, deadline=None)
