@@ -115,6 +115,8 @@ def ray_head() -> Iterator[RayHead]:
     # other Ray on the machine, and a head whose agent cannot bind takes no job submissions.
     own_ports = [f"--{name}={free_port()}" for name in ("dashboard-agent-listen-port", "dashboard-agent-grpc-port",
                                                          "runtime-env-agent-port", "metrics-export-port")]
+    # `ray start --head` refuses to start without a token; a fresh machine has none (this makes it only then).
+    subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=120)
     subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--node-ip-address=127.0.0.1",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats", *own_ports],
                    env=env, check=True, capture_output=True, timeout=120)
