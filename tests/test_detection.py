@@ -18,16 +18,28 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_iou
 
+from orchestrator.suite import parse_suite
 from workers.context import RunContext
 from workers.datasets import DatasetError, get_dataset, held_test_labels, load_dataset
 from workers.detection import proposals as proposal_methods
+from workers.detection import svm
+from workers.detection.faster_rcnn import FasterRCNNDetector
 from workers.detection.metrics import box_rows, evaluate_detections, proposal_recall
 from workers.detection.proposals import ProposalCache
-from workers.detection.rcnn import RCNN, detect, fit_bbox_regressors, warp_regions, with_context
+from workers.detection.rcnn import (
+    RCNN,
+    detect,
+    fit_bbox_regressors,
+    warp_regions,
+    with_context,
+)
+from workers.detection.recipe import parse_recipe
 from workers.detection.scenes import ScenesConfig
 from workers.detection.train import PREDICTION_COLUMNS, train_detector
 from workers.jobs import JobSpec
+from workers.typed import ConfigError
 
 SCENES = {"num_classes": 3, "train_images": 200, "val_images": 20, "test_images": 6}
 RESULT_KEYS = {"map50", "map_coco", "metrics", "history", "epochs_done", "params", "flops", "input_size", "train_ips",
@@ -383,6 +395,68 @@ def test_ridge_regressors_recover_a_linear_map():
     assert weight[0].abs().max() == 0  # background has no regressor
 
 
+class BoxScenes(torch.utils.data.Dataset):
+    """Images that are only their index; a class-1 and a class-2 object on each, none of class 3."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        boxes = torch.tensor([[10.0, 10, 30, 30], [50, 50 + i % 5, 80, 80]])
+        return torch.full((3, 4, 4), i, dtype=torch.uint8), {"boxes": boxes, "labels": torch.tensor([1, 2])}
+
+
+def overlap_features(dataset: BoxScenes):
+    """A box's features: its IoU with its image's object of each class, plus noise; what a CNN should see."""
+    generator = torch.Generator().manual_seed(0)
+
+    def features(image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        target = dataset[int(image[0, 0, 0])][1]
+        iou = box_iou(boxes, target["boxes"])
+        return torch.cat([iou * 3, torch.randn(len(boxes), 6, generator=generator) * 0.3], dim=1)
+
+    return features
+
+
+def test_svms_mine_hard_negatives_and_separate_the_classes(monkeypatch):
+    monkeypatch.setattr(svm, "RETRAIN_EVERY", 100)  # several fits within the one pass
+    dataset = BoxScenes(30)
+    generator = torch.Generator().manual_seed(1)
+    corners = torch.rand(80, 2, generator=generator) * 70
+    random_boxes = torch.cat([corners, corners + 8 + torch.rand(80, 2, generator=generator) * 25], dim=1)
+    regions = [torch.cat([dataset[i][1]["boxes"], random_boxes]) for i in range(len(dataset))]
+    weight, bias, stats = svm.train_svms(dataset, regions, overlap_features(dataset), num_classes=3, c=1e-3, rounds=1)
+
+    assert weight.shape == (4, 8) and bias[0] == float("-inf") and bias[3] == float("-inf")  # no class-3 object
+    assert stats["svm_classes"] == 2 and stats["svm_positives"] == 60 and stats["svm_fits"] > 2
+    # the cache holds the hard negatives only: far fewer than the 2 x 30 x ~80 there were
+    assert 0 < stats["svm_negatives"] < 0.5 * 2 * 30 * 80
+    features = overlap_features(dataset)
+    for k in (1, 2):
+        scores = torch.cat([features(dataset[i][0], regions[i]) for i in range(len(dataset))]) @ weight[k] + bias[k]
+        iou = torch.cat([box_iou(regions[i], dataset[i][1]["boxes"][k - 1:k])[:, 0] for i in range(len(dataset))])
+        assert (scores[iou > 0.99] > 0).all()  # every ground-truth box of the class scores positive
+        assert (scores[iou < svm.NEGATIVE_IOU] < 0).float().mean() > 0.98  # and what misses it, negative
+
+
+def test_classifier_must_be_softmax_or_svm():
+    with pytest.raises(ConfigError, match=r"recipe\.classifier: one of softmax, svm, got 'svn'"):
+        parse_recipe({"classifier": "svn"}, "rcnn")
+    with pytest.raises(ConfigError, match=r"recipe\.svm_mining_rounds: at least 1"):
+        parse_recipe({"classifier": "svm", "svm_mining_rounds": 0}, "rcnn")
+    suite = {"name": "s", "detection": {"datasets": [{"name": "synthetic-scenes"}], "recipe": {"classifier": "SVM"}}}
+    with pytest.raises(ConfigError, match=r"s\.toml: detection\.recipe\.classifier: one of softmax, svm, got 'SVM'"):
+        parse_suite(suite, "s.toml")
+    assert parse_recipe({"classifier": "svm"}, "rcnn").classifier == "svm"
+    splits = load_dataset("synthetic-scenes", {**SCENES, "train_images": 2, "val_images": 1, "test_images": 1})
+    with pytest.raises(ValueError, match="classifier: 'svm' is R-CNN's option"):
+        FasterRCNNDetector("fasterrcnn_mobilenet_v3_large_320_fpn", 128, splits,
+                           parse_recipe({"classifier": "svm"}, "faster_rcnn"), torch.device("cpu"))
+
+
 # --- end to end ---------------------------------------------------------------------------------------
 
 
@@ -415,6 +489,31 @@ def test_rcnn_with_selective_search_learns_the_scenes(tmp_path, proposal_cache):
     assert {r["image_id"] for r in rows} <= {f"test_{i:06d}" for i in range(SCENES["test_images"])}
     assert all(1 <= int(r["class_id"]) <= 3 and 0 <= float(r["score"]) <= 1 for r in rows)
     assert Path(result["checkpoint"]).is_file() and Path(result["log_path"]).is_file()
+
+
+def test_rcnn_with_the_papers_svms_scores_the_scenes(tmp_path, proposal_cache):
+    """The paper's SVMs on the fine-tuned features, beside the softmax of the same network and boxes.
+
+    Measured (2 shared CPU cores, one thread): SVM mAP@0.5 0.732, softmax 0.698 (0.708 and 0.672 in
+    another run); fitting the SVMs with one pass of hard-negative mining (480 positives, 3,000 to
+    3,800 negatives kept) took 15 to 23 s of a 55 to 90 s run.
+    """
+    recipe = {"epochs": 3, "batch_size": 64, "lr": 0.03, "weight_decay": 1e-4, "max_steps_per_epoch": 35,
+              "max_proposals": 200, "proposals": "selective_search", "compare_proposals": [],
+              "proposal_cache": proposal_cache, "classifier": "svm"}
+    result, _, _ = run(tmp_path, "resnet18", 32, SCENES, recipe)
+    metrics = result["metrics"]
+    by_classifier = metrics["map50_by_classifier"]
+    print(json.dumps(by_classifier), json.dumps({k: v for k, v in metrics.items() if k.startswith("svm")}),
+          f"wall {result['wall_s']:.1f} s")
+
+    assert metrics["classifier"] == "svm" and by_classifier["svm"] == result["map50"]
+    assert result["map50"] >= 0.5 and by_classifier["softmax"] >= 0.5
+    assert result["map50"] >= by_classifier["softmax"] - 0.05  # the paper's SVMs are no worse than the softmax
+    assert metrics["svm_classes"] == 3 and metrics["svm_fits"] >= 3 and metrics["svm_negatives"] > 0
+    # the SVMs' margins, through a sigmoid, are the scores written for the test images
+    rows = list(csv.DictReader(Path(result["predictions"]).read_text().splitlines()))
+    assert rows and all(0 < float(r["score"]) < 1 for r in rows)
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, proposal_cache):

@@ -40,8 +40,12 @@ class FasterRCNNDetector:
     unit = "images"
     proposal_method = "rpn"  # its proposals are its own region proposal network's
     comparisons: tuple[str, ...] = ()
+    other_scorers: tuple[str, ...] = ()
 
     def __init__(self, arch: str, input_size: int, splits: Splits, recipe: DetectorRecipe, device: torch.device):
+        if recipe.classifier != "softmax":
+            raise ValueError(f"recipe.classifier: {recipe.classifier!r} is R-CNN's option; Faster R-CNN scores "
+                             "with its own softmax head (classifier = \"softmax\")")
         self.splits, self.recipe, self.device = splits, recipe, device
         self.model = build_faster_rcnn(arch, splits.num_classes, input_size, recipe).to(device)
 

@@ -1,8 +1,9 @@
 """R-CNN (Girshick et al., CVPR 2014): warp each proposal, classify it with a CNN, refine its box.
 
-The paper's pipeline, with one substitution: the class scores are the fine-tuned network's own
-softmax, not linear SVMs trained on its features (the paper's appendix measures the softmax a
-few points of mAP lower on VOC 2007).
+The paper's pipeline. Class scores are the fine-tuned network's own softmax by default, or, as
+the paper did, linear SVMs trained on its features after fine-tuning (recipe classifier = "svm",
+workers.detection.svm; the paper's appendix measures the softmax a few points of mAP lower on
+VOC 2007).
 
 - warp: each proposal, dilated so that p = 16 pixels of context surround it at the 227-pixel
   warp (scaled to the chosen input size), is warped anisotropically to the input size; what
@@ -65,7 +66,8 @@ def _last_linear(model: nn.Module) -> nn.Linear:
 class RCNN(nn.Module):
     """A zoo CNN over C + 1 classes, exposing its features, with a ridge box regressor per class."""
 
-    def __init__(self, arch: str, num_classes: int, input_size: int, dropout: float | None = None):
+    def __init__(self, arch: str, num_classes: int, input_size: int, dropout: float | None = None,
+                 classifier: str = "softmax"):
         super().__init__()
         self.arch, self.num_classes, self.input_size = arch, num_classes, input_size
         self.backbone = get_arch(arch).build(num_classes + 1, input_size, dropout=dropout)
@@ -74,6 +76,11 @@ class RCNN(nn.Module):
         self.feature_dim = head.in_features
         # rows: the features and a bias; one regressor per class (row 0, background, stays zero)
         self.register_buffer("bbox_weight", torch.zeros(num_classes + 1, head.in_features + 1, 4))
+        if classifier == "svm":  # registered from the start, so that every checkpoint of the job loads strictly
+            self.register_buffer("svm_weight", torch.zeros(num_classes + 1, head.in_features))
+            self.register_buffer("svm_bias", torch.full((num_classes + 1,), float("-inf")))
+        # What scores regions: the softmax until the SVMs are fitted (fine-tuning's val scores are the network's).
+        self.scorer = "softmax"
         self._features: torch.Tensor | None = None
         head.register_forward_hook(self._keep_features)
 
@@ -104,16 +111,28 @@ class RCNN(nn.Module):
         x = torch.cat([features, ones], dim=1)
         return torch.einsum("kd,cdj->kcj", x, self.bbox_weight.to(x.dtype)).flatten(1)
 
+    def class_scores(self, logits: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """K x C+1 scores: softmax probabilities, or the SVMs' margins through a sigmoid (monotone, so the
+        ranking and AP are the SVMs'; scores stay in [0, 1] like probabilities, for score_thresh)."""
+        if self.scorer == "svm":
+            return torch.sigmoid(features.float() @ self.svm_weight.T + self.svm_bias)
+        return logits.float().softmax(dim=1)
+
+    def set_svms(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        self.svm_weight.copy_(weight)
+        self.svm_bias.copy_(bias)
+        self.scorer = "svm"
+
     @torch.no_grad()
     def score_regions(self, image: torch.Tensor, proposals: torch.Tensor, batch: int,
                       padding: float = PAPER_PADDING) -> tuple[torch.Tensor, torch.Tensor]:
-        """Class probabilities (K x C+1) and regressed boxes (K x C+1 x 4) of proposals on a normalised image."""
+        """Class scores (K x C+1, see class_scores) and regressed boxes (K x C+1 x 4) of proposals on a normalised image."""
         if len(proposals) == 0:  # nothing proposed on this image
             return proposals.new_zeros(0, self.num_classes + 1), proposals.new_zeros(0, self.num_classes + 1, 4)
         probs, boxes = [], []
         for chunk in proposals.split(batch):
             logits, _, features = self(warp_regions(image, chunk, self.input_size, padding))
-            probs.append(logits.float().softmax(dim=1))
+            probs.append(self.class_scores(logits, features))
             decoded = BOX_CODER.decode_single(self.regress(features.float()), chunk)
             boxes.append(decoded.reshape(len(chunk), -1, 4))
         return torch.cat(probs), torch.cat(boxes)

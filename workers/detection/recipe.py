@@ -11,6 +11,10 @@ from typing import Any
 from workers.recipes import Recipe
 from workers.typed import from_dict
 
+# R-CNN's class scores: "softmax" scores regions with the fine-tuned network itself (what Fast R-CNN later
+# adopted); "svm" with one linear SVM per class on the network's features, as the R-CNN paper did.
+CLASSIFIERS = ("softmax", "svm")
+
 
 @dataclass(frozen=True)
 class DetectorRecipe:
@@ -44,6 +48,12 @@ class DetectorRecipe:
     bbox_per_class: int = 2000  # regions per class the box regressor is fitted on
     context_padding: float = 16.0  # pixels at the paper's 227-pixel warp
 
+    # Class scores (R-CNN): the fine-tuned network's softmax, or the paper's linear SVMs on its features,
+    # one per class, fitted after fine-tuning with hard-negative mining (workers.detection.svm).
+    classifier: str = "softmax"  # softmax | svm
+    svm_c: float = 1e-3  # the paper's C, for features scaled to a mean norm of 20 as it did
+    svm_mining_rounds: int = 1  # passes over the training images mining hard negatives (the paper: 1)
+
     # Detection and scoring.
     nms_iou: float = 0.3
     score_thresh: float = 0.01
@@ -63,6 +73,13 @@ class DetectorRecipe:
         for name in ("fg_iou", "fg_fraction", "bbox_iou", "nms_iou"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{where}.{name}: must lie in (0, 1], got {getattr(self, name)}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"{where}.classifier: one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
+        if self.svm_c <= 0:
+            raise ValueError(f"{where}.svm_c: must be positive, got {self.svm_c}")
+        if self.svm_mining_rounds < 1:
+            raise ValueError(f"{where}.svm_mining_rounds: at least 1 (the paper mined one pass), "
+                             f"got {self.svm_mining_rounds}")
         if self.schedule not in ("step", "cosine"):
             raise ValueError(f"{where}.schedule: step or cosine, got {self.schedule!r}")
 

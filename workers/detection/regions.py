@@ -8,6 +8,7 @@ decoded again for every region.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +22,16 @@ from torchvision.ops import box_iou
 from workers.datasets.base import Splits
 from workers.detection.metrics import proposal_recall
 from workers.detection.proposals import ProposalCache, Proposals, get_method
-from workers.detection.rcnn import BOX_CODER, RCNN, detect, fit_bbox_regressors, normalise, warp_regions
+from workers.detection.rcnn import (
+    BOX_CODER,
+    RCNN,
+    detect,
+    fit_bbox_regressors,
+    normalise,
+    warp_regions,
+)
 from workers.detection.recipe import DetectorRecipe
+from workers.detection.svm import train_svms
 from workers.zoo import count_flops
 
 
@@ -72,7 +81,8 @@ class RegionDetector:
             if get_method(name).needs_ground_truth:
                 raise ValueError(f"recipe.compare_proposals: {name!r} reads the ground truth; "
                                  "it cannot propose at test time")
-        self.model = RCNN(arch, splits.num_classes, input_size, dropout=recipe.dropout).to(device)
+        self.model = RCNN(arch, splits.num_classes, input_size, dropout=recipe.dropout,
+                          classifier=recipe.classifier).to(device)
         cuda_layout = recipe.channels_last and device.type == "cuda"
         self.memory_format = torch.channels_last if cuda_layout else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
@@ -163,8 +173,24 @@ class RegionDetector:
         regions, labels = batch
         return self.model.loss(regions, labels), len(labels)
 
+    def region_features(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """The fine-tuned network's features (the input of its last layer) of boxes on a uint8 image, on the CPU."""
+        return self.model.features(normalise(image.to(self.device)), boxes.to(self.device), self.recipe.eval_batch,
+                                   self.recipe.context_padding).cpu()
+
     def finish(self) -> dict[str, Any]:
-        """Fit the class-specific box regressors on regions with IoU >= bbox_iou, from the fine-tuned features."""
+        """After fine-tuning: the box regressors, and the SVMs where the recipe scores with them."""
+        self.model.eval()
+        done = self._fit_bbox_regressors()
+        if self.recipe.classifier == "svm":
+            weight, bias, stats = train_svms(self.splits.train, [r.boxes for r in self.regions], self.region_features,
+                                             self.splits.num_classes, self.recipe.svm_c, self.recipe.svm_mining_rounds)
+            self.model.set_svms(weight.to(self.device), bias.to(self.device))
+            done |= stats
+        return done
+
+    def _fit_bbox_regressors(self) -> dict[str, Any]:
+        """Class-specific box regressors on regions with IoU >= bbox_iou, from the fine-tuned features."""
         generator = torch.Generator().manual_seed(0)
         picks: dict[int, list[tuple[int, int]]] = {}  # class -> (image, region) pairs
         for i, r in enumerate(self.regions):
@@ -174,13 +200,10 @@ class RegionDetector:
         for items in picks.values():
             for j in torch.randperm(len(items), generator=generator)[: self.recipe.bbox_per_class].tolist():
                 per_image.setdefault(items[j][0], []).append(items[j][1])
-        self.model.eval()
         features, labels, deltas = [], [], []
         for i, ks in sorted(per_image.items()):
             r, index = self.regions[i], torch.tensor(sorted(ks))
-            image = normalise(self.splits.train[i][0].to(self.device))
-            features.append(self.model.features(image, r.boxes[index].to(self.device), self.recipe.eval_batch,
-                                                self.recipe.context_padding).cpu())
+            features.append(self.region_features(self.splits.train[i][0], r.boxes[index]))
             labels.append(r.labels[index])
             deltas.append(r.deltas[index])
         if not features:
@@ -195,6 +218,20 @@ class RegionDetector:
         return count_flops(self.model.backbone, self.model.input_size)
 
     # --- detection ---------------------------------------------------------------------------------
+
+    @property
+    def other_scorers(self) -> tuple[str, ...]:
+        """Scorers also evaluated after training: the softmax beside the SVMs, on the same network and boxes."""
+        return ("softmax",) if self.model.scorer == "svm" else ()
+
+    @contextlib.contextmanager
+    def scored_by(self, scorer: str) -> Iterator[None]:
+        before, self.model.scorer = self.model.scorer, scorer
+        try:
+            yield
+        finally:
+            self.model.scorer = before
+
 
     def detect(self, image: torch.Tensor, method: str | None = None) -> Detections:
         self.model.eval()

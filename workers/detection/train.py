@@ -178,6 +178,10 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     final, eval_ips = evaluate(detector, splits, recipe)
     by_proposals = {detector.proposal_method: final["map50"]}
     by_proposals |= {method: evaluate(detector, splits, recipe, method)[0]["map50"] for method in detector.comparisons}
+    by_scorer = {recipe.classifier: final["map50"]} if kind == "rcnn" else {}
+    for scorer in detector.other_scorers:  # R-CNN's SVMs: the softmax too, on the same network and boxes
+        with detector.scored_by(scorer):
+            by_scorer[scorer] = evaluate(detector, splits, recipe)[0]["map50"]
     predictions = ctx.storage / "predictions.csv"
     n_predictions = write_predictions(detector, splits, predictions)
     checkpoint = ctx.save_checkpoint(recipe.epochs, checkpoint_state(recipe.epochs)) or checkpoint
@@ -189,6 +193,7 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
         "detector": kind, "ap50": _finite(final["ap50"]), "ap_coco": _finite(final["ap_coco"]),
         "map50_coco": final["map50_coco"], "interpolation": final["interpolation"],
         "map50_before_finish": before, "map50_by_proposals": by_proposals, "proposals": proposal_stats,
+        "classifier": recipe.classifier if kind == "rcnn" else None, "map50_by_classifier": by_scorer,
         "ips_unit": unit, "test_detections": n_predictions, **prepared, **finished,
     }
     return {
