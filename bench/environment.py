@@ -10,7 +10,7 @@ from typing import Any
 from workers import provenance
 
 PACKAGES = ("torch", "torchvision", "ray", "numpy", "pandas", "sqlalchemy", "streamlit", "psycopg2-binary",
-            "pycocotools", "opencv-contrib-python-headless")
+            "pyarrow", "faster-coco-eval", "opencv-contrib-python-headless")
 
 
 def versions() -> dict[str, str]:

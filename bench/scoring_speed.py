@@ -5,7 +5,7 @@ leaderboard.submissions.validate and scored by leaderboard.scoring.classificatio
 with 1,000-resample bootstrap CIs) on in-memory arrays; and the whole leaderboard.quota.submit into
 a temp SQLite (read of held labels cached after the first upload, as on a running server).
 Detection: 5,000 images x 20 detections, validated, then mAP by leaderboard.scoring.detection_scores
-(pycocotools via workers.detection.metrics), when that module is importable.
+(COCO matching by faster-coco-eval, via workers.detection.metrics), when that module is importable.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from bench.environment import workload
 from bench.harness import Figure, Settings, Target, compared, interleave, timed
 from leaderboard.submissions import validate
 
-PACKAGES = ("pandas", "numpy", "sqlalchemy")
+PACKAGES = ("pandas", "pyarrow", "numpy", "sqlalchemy")
 READ_CSV, VALIDATE_SCORE, SUBMIT = "pandas.read_csv", "validate + score", "submit (SQLite)"
 DET_VALIDATE, DET_SCORE = "validate detections", "detection mAP"
 
@@ -124,7 +124,7 @@ def detection_file(ids: np.ndarray, num_classes: int, per_image: int, rng: np.ra
 
 def detection(settings: Settings) -> list[Figure]:
     n, per_image, num_classes = settings.pick(5000, 1000), 20, 20
-    work = workload(PACKAGES + ("pycocotools",), images=n, detections_per_image=per_image, classes=num_classes,
+    work = workload(PACKAGES + ("faster-coco-eval",), images=n, detections_per_image=per_image, classes=num_classes,
                     threads=settings.threads)
     try:
         from leaderboard.scoring import detection_scores
@@ -141,7 +141,7 @@ def detection(settings: Settings) -> list[Figure]:
                           DET_VALIDATE: lambda: timed(lambda: validate("detection", data, "p.csv", ids, class_names)),
                           DET_SCORE: lambda: timed(lambda: detection_scores(parsed, ids, truth, class_names))},
                          settings.repeats, settings.warmup)
-    return [compared("scoring", "detection mAP (VOC + COCO, pycocotools)", work, "s", samples, DET_SCORE, READ_CSV,
+    return [compared("scoring", "detection mAP (VOC + COCO, faster-coco-eval)", work, "s", samples, DET_SCORE, READ_CSV,
                      Target("<=", 3.0, on="value")),
             compared("scoring", "detection validate", work, "s", samples, DET_VALIDATE, READ_CSV)]
 

@@ -218,7 +218,7 @@ def detection_scores(detections: Detections, ids: np.ndarray, truth: list[list[l
     """VOC mAP@0.5 (all-point), COCO's mAP@0.5 and mAP@[.5:.95], and each class's AP.
 
     `truth[i]` holds the boxes [x1, y1, x2, y2, class_id, difficult] of test image `ids[i]`.
-    workers.detection.metrics does the work (pycocotools matching; difficult boxes as crowd
+    workers.detection.metrics does the work (COCO matching, in C++; difficult boxes as crowd
     regions), so a run's own evaluation and its score here cannot drift apart.
     """
     # Imported here: it pulls in torch, which classification challenges never need.

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
 from helpers import runs_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,6 +195,59 @@ def test_a_detection_job_goes_through_the_same_path(ray_head, tmp_path):
     assert run.task == "detection" and run.state == "done" and run.launcher == "task"
     assert 0.0 <= run.map50 <= 1.0 and run.top1_err is None
     assert "mAP50" in out
+
+
+DETECTION_DDP_SUITE = """
+name = "detddp"
+[detection]
+architectures = ["resnet18"]
+input_size = 32
+datasets = [{ name = "synthetic-scenes", num_classes = 3, image_size = 96, train_images = 16, val_images = 6, test_images = 4 }]
+[detection.recipe]
+epochs = 2
+batch_size = 16
+max_steps_per_epoch = 2
+max_proposals = 60
+compare_proposals = []
+[detection.resources]
+cpus = 1
+workers = 2
+"""
+
+
+@pytest.mark.slow
+def test_a_two_worker_detection_job_trains_ddp_through_torchtrainer_and_resumes(ray_head, tmp_path):
+    suite = tmp_path / "detddp.toml"
+    suite.write_text(DETECTION_DDP_SUITE)
+    url, storage = f"sqlite:///{tmp_path}/c.db", tmp_path / "runs"
+    proc = driver(suite, url, storage, ray_head.address, ray_head.env)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    (run,) = runs_in(url)
+    assert run.task == "detection" and run.state == "done" and run.launcher == "trainer" and run.epochs_done == 2
+    assert 0.0 <= run.map50 <= 1.0 and run.top1_err is None and run.config["resources"]["workers"] == 2
+    # both ranks trained: each took its half of every batch (16 regions a step, 2 steps an epoch, 2 epochs)
+    assert run.metrics["world_size"] == 2 and run.metrics["train_items_by_rank"] == [32, 32]
+    assert [h["epoch"] for h in run.history] == [1, 2]
+    folder = Path(run.checkpoint).parent.parent
+    log = (folder / "log.txt").read_text()
+    assert "rank 0 of 2" in log and "epoch 2/2" in log and (folder / "predictions.csv").is_file()
+
+    # As if the job died in epoch 2: a new database and no result on disk, so it runs again, from epoch 1's
+    # checkpoint, through the same TorchTrainer path.
+    (folder / "result.json").unlink()
+    for later in sorted((folder / "checkpoints").glob("epoch_*.pt"))[1:]:
+        later.unlink()
+    again_url = f"sqlite:///{tmp_path}/again.db"
+    proc = driver(suite, again_url, storage, ray_head.address, ray_head.env)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    (rerun,) = runs_in(again_url)
+    assert rerun.state == "done" and rerun.launcher == "trainer" and rerun.job_id == run.job_id
+    assert "resumed from" in (folder / "log.txt").read_text()
+    assert rerun.history[0] == run.history[0]  # epoch 1 was not trained again
+    assert rerun.metrics["train_items_by_rank"] == [16, 16]  # only epoch 2
+    assert rerun.history[1]["train_loss"] == pytest.approx(run.history[1]["train_loss"], rel=1e-4)
 
 
 @pytest.mark.slow

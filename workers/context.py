@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
 
@@ -42,6 +43,32 @@ class RunContext:
     @property
     def checkpoint_dir(self) -> Path:
         return self.storage / "checkpoints"
+
+    def ddp(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as a training step calls it: DDP-wrapped on several ranks (gloo on CPU, NCCL on GPU)."""
+        if self.world_size == 1:
+            return model
+        on_gpu = self.device.type == "cuda"
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device.index] if on_gpu else None)
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's `value` (any picklable object), in rank order, on every rank."""
+        if self.world_size == 1:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def share_buffers(self, model: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm's running statistics, which each rank updates on its own share of a batch)
+        on every rank, so that ranks evaluating shards of a split evaluate one model: the one checkpointed."""
+        if self.world_size > 1:
+            for buffer in model.buffers():
+                dist.broadcast(buffer, 0)
 
     def latest_checkpoint(self) -> Path | None:
         found = [(int(m.group(1)), p) for p in self.checkpoint_dir.glob("epoch_*.pt") if (m := CHECKPOINT_RE.search(p.name))]

@@ -90,9 +90,7 @@ def build(spec: JobSpec, ctx: RunContext) -> Setup:
     channels_last = on_gpu and recipe.channels_last
     if channels_last:
         bare = bare.to(memory_format=torch.channels_last)
-    model = bare
-    if ctx.world_size > 1:
-        model = nn.parallel.DistributedDataParallel(bare, device_ids=[ctx.device.index] if on_gpu else None)
+    model = ctx.ddp(bare)
     if recipe.compile:
         model = torch.compile(model)
     optimizer = torch.optim.SGD(bare.parameters(), lr=recipe.scaled_lr(), momentum=recipe.momentum,

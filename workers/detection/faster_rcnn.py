@@ -49,15 +49,17 @@ class FasterRCNNDetector:
         self.splits, self.recipe, self.device = splits, recipe, device
         self.model = build_faster_rcnn(arch, splits.num_classes, input_size, recipe).to(device)
 
-    def prepare(self) -> dict[str, Any]:
+    def prepare(self, ctx: Any = None) -> dict[str, Any]:
         return {"train_images": len(self.splits.train)}
 
-    def epoch(self, generator: torch.Generator) -> tuple[int, Iterator[Any]]:
+    def epoch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> tuple[int, Iterator[Any]]:
+        """As R-CNN's: the same batches on every rank, each rank loading every world_size-th image of each."""
         order = torch.randperm(len(self.splits.train), generator=generator).tolist()
         batches = [order[i:i + self.recipe.batch_size] for i in range(0, len(order), self.recipe.batch_size)]
+        batches = [b for b in batches if len(b) >= world_size]  # a last batch too small to give every rank an image
         if self.recipe.max_steps_per_epoch:
             batches = batches[: self.recipe.max_steps_per_epoch]
-        return len(batches), (self._load(batch) for batch in batches)
+        return len(batches), (self._load(batch[rank::world_size]) for batch in batches)
 
     def _load(self, indices: list[int]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
         images, targets = [], []
@@ -68,9 +70,9 @@ class FasterRCNNDetector:
                             "labels": target["labels"].to(self.device)})
         return images, targets
 
-    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
+    def loss(self, batch: Any, forward: nn.Module | None = None) -> tuple[torch.Tensor, int]:
         images, targets = batch
-        losses = self.model(images, targets)  # RPN and box head: objectness, classification, regression
+        losses = (forward or self.model)(images, targets)  # RPN and box head: objectness, classification, regression
         return sum(losses.values()), len(images)
 
     def finish(self) -> dict[str, Any]:

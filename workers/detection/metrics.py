@@ -1,36 +1,41 @@
-"""Detection scores: VOC mAP@0.5, COCO mAP@[.5:.95] (both by pycocotools), and proposal recall.
+"""Detection scores: VOC mAP@0.5, COCO mAP@[.5:.95] (both by COCO's matching), and proposal recall.
 
 One format serves the worker and the challenge server alike:
 ground truth is `{image_id: [[x1, y1, x2, y2, class_id, difficult], ...]}` (what a dataset's
 `test_labels` returns), detections are rows `(image_id, class_id, score, x1, y1, x2, y2)` (the
 columns of predictions.csv). Boxes are continuous pixel coordinates; class ids run 1..C.
 
-pycocotools does the matching. Difficult boxes go in as COCO `iscrowd`, so a detection on one
+faster-coco-eval does the matching: pycocotools' COCOeval with the per-image matching and the
+accumulation in C++ (the same greedy matching and the same precision arrays; the tests compare
+with pycocotools itself). Difficult boxes go in as COCO `iscrowd`, so a detection on one
 neither counts as a true positive nor as a false one, and the box is not needed for recall
 (VOC's rule). One difference from the VOC devkit remains: COCO measures overlap with a crowd
 box as intersection over the detection's area, so a small detection inside a difficult box
 is ignored where the devkit would count it a false positive.
 
-VOC's all-point (and VOC2007's 11-point) interpolation is integrated here from pycocotools'
-per-image matches, since COCOeval itself samples precision at 101 recall points.
+VOC's all-point (and VOC2007's 11-point) interpolation is integrated here from COCO's matches
+at IoU 0.5, since COCOeval itself samples precision at 101 recall points.
 """
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from faster_coco_eval import COCO, COCOeval_faster
 from torchvision.ops import box_iou
 
 GroundTruth = dict[str, list[list[float]]]
 DetectionRow = tuple[str, int, float, float, float, float, float]
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
 RECALL_IOUS = (0.5, 0.7)
+VOC_IOU = 0.5
+AREA_RANGE = (0.0, 1e12)  # COCO's "all"; a box of negative area (x2 < x1) falls outside it and is ignored
 
 
 def box_rows(target: dict[str, torch.Tensor]) -> list[list[float]]:
@@ -45,47 +50,103 @@ def detection_rows(image_id: str, boxes: torch.Tensor, scores: torch.Tensor,
             zip(boxes.tolist(), scores.tolist(), labels.tolist())]
 
 
+def _quiet(*_args: Any, **_kwargs: Any) -> None:
+    pass
+
+
 def _coco(images: list[dict[str, Any]], annotations: list[dict[str, Any]], num_classes: int) -> COCO:
-    coco = COCO()
+    coco = COCO(print_function=_quiet)
     coco.dataset = {"images": images, "annotations": annotations,
                     "categories": [{"id": c} for c in range(1, num_classes + 1)]}
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+    with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
 
 
-def _xywh(x1: float, y1: float, x2: float, y2: float) -> list[float]:
-    return [x1, y1, x2 - x1, y2 - y1]
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while COCO's hundreds of thousands of small dicts are built: the
+    collector would walk them (and everything else alive) over and over, which costs more than the building."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
-def run_cocoeval(ground_truth: GroundTruth, detections: Iterable[DetectionRow], num_classes: int,
-                 iou_thresholds: Sequence[float] = tuple(COCO_IOUS), max_detections: int = 100) -> COCOeval:
-    """COCOeval, evaluated and accumulated, over the whole area range and at most `max_detections` per image."""
+@dataclass(frozen=True)
+class _Annotations:
+    """Both sides as COCO datasets, and the columns the VOC integration needs (annotation id i + 1 is row i)."""
+
+    gt: COCO
+    dt: COCO
+    gt_class: np.ndarray
+    gt_ignored: np.ndarray  # crowd (difficult), or an area outside AREA_RANGE: COCO's gtIgnore
+    dt_image: np.ndarray  # position of the detection's image in the sorted image ids
+    dt_class: np.ndarray
+    dt_score: np.ndarray
+    dt_outside: np.ndarray  # an area outside AREA_RANGE: ignored unless matched
+
+
+def _annotations(ground_truth: GroundTruth, detections: Iterable[DetectionRow], num_classes: int) -> _Annotations:
     index = {image_id: i + 1 for i, image_id in enumerate(sorted(ground_truth))}
     images = [{"id": i} for i in index.values()]
-    gt_annotations = []
-    for image_id, rows in ground_truth.items():
-        for x1, y1, x2, y2, class_id, difficult in rows:
-            gt_annotations.append({
-                "id": len(gt_annotations) + 1, "image_id": index[image_id], "category_id": int(class_id),
-                "bbox": _xywh(x1, y1, x2, y2), "area": (x2 - x1) * (y2 - y1), "iscrowd": int(bool(difficult))})
-    dt_annotations = []
-    for image_id, class_id, score, x1, y1, x2, y2 in detections:
-        if image_id not in index:
-            raise ValueError(f"detection for unknown image id {image_id!r}")
-        if not 1 <= int(class_id) <= num_classes:
-            raise ValueError(f"detection on image {image_id!r}: class_id {class_id} outside 1..{num_classes}")
-        dt_annotations.append({
-            "id": len(dt_annotations) + 1, "image_id": index[image_id], "category_id": int(class_id),
-            "bbox": _xywh(x1, y1, x2, y2), "area": (x2 - x1) * (y2 - y1), "score": float(score), "iscrowd": 0})
-    evaluator = COCOeval(_coco(images, gt_annotations, num_classes), _coco(images, dt_annotations, num_classes), "bbox")
+    gt_rows = [(index[image_id], *row) for image_id, rows in ground_truth.items() for row in rows]
+    gt_annotations = [{"id": n, "image_id": image, "category_id": int(class_id), "bbox": [x1, y1, x2 - x1, y2 - y1],
+                       "area": (x2 - x1) * (y2 - y1), "iscrowd": int(bool(difficult))}
+                      for n, (image, x1, y1, x2, y2, class_id, difficult) in enumerate(gt_rows, 1)]
+    columns = list(zip(*detections)) or [()] * 7
+    image_ids, (x1, y1, x2, y2) = columns[0], (np.asarray(c, dtype=np.float64) for c in columns[3:])
+    dt_image = np.fromiter((index.get(i, 0) for i in image_ids), dtype=np.int64, count=len(image_ids))
+    dt_class = np.asarray(columns[1], dtype=np.float64).astype(np.int64)  # int() of the row's value, as before
+    dt_score = np.asarray(columns[2], dtype=np.float64)
+    unknown = np.flatnonzero(dt_image == 0)
+    if unknown.size:
+        raise ValueError(f"detection for unknown image id {image_ids[unknown[0]]!r}")
+    outside = np.flatnonzero((dt_class < 1) | (dt_class > num_classes))
+    if outside.size:
+        row = int(outside[0])
+        raise ValueError(f"detection on image {image_ids[row]!r}: class_id {columns[1][row]} outside 1..{num_classes}")
+    w, h = x2 - x1, y2 - y1
+    area = w * h
+    dt_annotations = [{"id": n, "image_id": image, "category_id": class_id, "bbox": [a, b, c, d], "area": area,
+                       "score": score, "iscrowd": 0}
+                      for n, image, class_id, a, b, c, d, area, score in
+                      zip(range(1, len(dt_image) + 1), dt_image.tolist(), dt_class.tolist(), x1.tolist(), y1.tolist(),
+                          w.tolist(), h.tolist(), area.tolist(), dt_score.tolist())]
+    gt_area = np.array([a["area"] for a in gt_annotations], dtype=np.float64)
+    gt_ignored = np.array([a["iscrowd"] for a in gt_annotations], dtype=bool) | _outside(gt_area)
+    return _Annotations(
+        _coco(images, gt_annotations, num_classes), _coco(images, dt_annotations, num_classes),
+        np.array([a["category_id"] for a in gt_annotations], dtype=np.int64), gt_ignored,
+        dt_image, dt_class, dt_score, _outside(area))
+
+
+def _outside(area: np.ndarray) -> np.ndarray:
+    return (area < AREA_RANGE[0]) | (area > AREA_RANGE[1])
+
+
+def _evaluator(annotations: _Annotations, iou_thresholds: Sequence[float], max_detections: int) -> COCOeval_faster:
+    evaluator = COCOeval_faster(annotations.gt, annotations.dt, "bbox", print_function=_quiet)
     evaluator.params.iouThrs = np.asarray(iou_thresholds, dtype=float)
     evaluator.params.maxDets = [max_detections]
-    evaluator.params.areaRng, evaluator.params.areaRngLbl = [[0.0, 1e12]], ["all"]
+    evaluator.params.areaRng, evaluator.params.areaRngLbl = [list(AREA_RANGE)], ["all"]
+    return evaluator
+
+
+def _run(evaluator: COCOeval_faster) -> COCOeval_faster:
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator.evaluate()
         evaluator.accumulate()
     return evaluator
+
+
+def run_cocoeval(ground_truth: GroundTruth, detections: Iterable[DetectionRow], num_classes: int,
+                 iou_thresholds: Sequence[float] = tuple(COCO_IOUS), max_detections: int = 100) -> COCOeval_faster:
+    """COCOeval, evaluated and accumulated, over the whole area range and at most `max_detections` per image."""
+    return _run(_evaluator(_annotations(ground_truth, detections, num_classes), iou_thresholds, max_detections))
 
 
 def _interpolated_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
@@ -99,27 +160,43 @@ def _interpolated_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bo
     return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
 
 
-def voc_average_precision(evaluator: COCOeval, iou_index: int, eleven_point: bool = False) -> list[float]:
-    """Per class (in catIds order) AP at iouThrs[iou_index] from COCOeval's matches; NaN where a class has no box."""
-    params = evaluator.params
-    n_images, max_det = len(params.imgIds), params.maxDets[-1]
+def voc_average_precision(annotations: _Annotations, matched: dict[str, float], num_classes: int,
+                          max_detections: int, eleven_point: bool = False) -> list[float]:
+    """Per class (1..C) AP from COCO's matches at one IoU threshold; NaN where a class has no (non-difficult) box.
+
+    `matched` is faster-coco-eval's "dtid_gtid" -> IoU for that threshold alone. The ranking is
+    COCOeval's: per image and class the best `max_detections` by score (stable), then all of a
+    class's detections by score, ties in image order, then in the file's order.
+    """
+    n = len(annotations.dt_score)
+    gt_of = np.zeros(n, dtype=np.int64)  # matched ground-truth id, 0 for none
+    for key in matched:
+        dt_id, gt_id = key.split("_", 1)
+        gt_of[int(dt_id) - 1] = int(gt_id)
+    is_matched = gt_of > 0
+    ignored = ~is_matched & annotations.dt_outside  # as COCOeval's dtIgnore:
+    ignored[is_matched] = annotations.gt_ignored[gt_of[is_matched] - 1]  # matched to a difficult box
+    # The best max_detections of each image and class, as COCOeval keeps them.
+    order = np.lexsort((np.arange(n), -annotations.dt_score, annotations.dt_class, annotations.dt_image))
+    group = annotations.dt_image[order] * (num_classes + 1) + annotations.dt_class[order]
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    kept = np.zeros(n, dtype=bool)
+    kept[order[rank < max_detections]] = True
+    positives = np.bincount(annotations.gt_class[~annotations.gt_ignored], minlength=num_classes + 1)
+    ranked = np.lexsort((np.arange(n), annotations.dt_image, -annotations.dt_score, annotations.dt_class))
+    ranked = ranked[kept[ranked] & ~ignored[ranked]]  # an ignored detection adds no point to the curve
+    bounds = np.searchsorted(annotations.dt_class[ranked], np.arange(1, num_classes + 2))
     result = []
-    for k in range(len(params.catIds)):
-        # evalImgs is ordered category, area range (one), image; None where an image has neither kind of box
-        evals = [e for e in evaluator.evalImgs[k * n_images:(k + 1) * n_images] if e is not None]
-        positives = sum(int(np.count_nonzero(e["gtIgnore"] == 0)) for e in evals)
-        if positives == 0:
+    for c in range(1, num_classes + 1):
+        if positives[c] == 0:
             result.append(float("nan"))
             continue
-        scores = np.concatenate([e["dtScores"][:max_det] for e in evals])
-        order = np.argsort(-scores, kind="mergesort")  # as COCOeval.accumulate ranks them
-        matched = np.concatenate([e["dtMatches"][iou_index, :max_det] for e in evals])[order] > 0
-        ignored = np.concatenate([e["dtIgnore"][iou_index, :max_det] for e in evals])[order].astype(bool)
-        tp = np.cumsum(matched & ~ignored)
-        fp = np.cumsum(~matched & ~ignored)
-        keep = ~ignored  # an ignored detection adds no point to the curve
-        recall = tp[keep] / positives
-        precision = tp[keep] / np.maximum(tp[keep] + fp[keep], 1)
+        hits = is_matched[ranked[bounds[c - 1]:bounds[c]]]
+        tp = np.cumsum(hits)
+        fp = np.cumsum(~hits)
+        recall = tp / positives[c]
+        precision = tp / np.maximum(tp + fp, 1)
         result.append(_interpolated_ap(recall, precision, eleven_point))
     return result
 
@@ -137,11 +214,17 @@ def evaluate_detections(ground_truth: GroundTruth, detections: Iterable[Detectio
     A class with no (non-difficult) box in the ground truth has no AP and is left out of the means.
     """
     names = list(class_names) if class_names else [str(c) for c in range(1, num_classes + 1)]
-    evaluator = run_cocoeval(ground_truth, list(detections), num_classes, max_detections=max_detections)
+    with _gc_paused():
+        annotations = _annotations(ground_truth, detections, num_classes)
+        evaluator = _run(_evaluator(annotations, COCO_IOUS, max_detections))
+        # VOC needs the matches at IoU 0.5 alone; a second pass reuses the first one's IoUs.
+        at_voc_iou = _evaluator(annotations, [VOC_IOU], max_detections)
+        at_voc_iou.computeIoU = lambda image_id, class_id: evaluator.ious[image_id, class_id]
+        matched = _run(at_voc_iou).eval["matched"]
     precision = evaluator.eval["precision"][:, :, :, 0, -1]  # iou x recall x class
     coco_ap = [float(np.mean(p[p > -1])) if (p > -1).any() else float("nan") for p in np.moveaxis(precision, 2, 0)]
     coco_ap50 = [float(np.mean(p[p > -1])) if (p > -1).any() else float("nan") for p in precision[0].T]
-    voc_ap50 = voc_average_precision(evaluator, 0, eleven_point)
+    voc_ap50 = voc_average_precision(annotations, matched, num_classes, max_detections, eleven_point)
     return {
         "map50": _nanmean(voc_ap50), "map50_coco": _nanmean(coco_ap50), "map_coco": _nanmean(coco_ap),
         "interpolation": "11-point" if eleven_point else "all-point",

@@ -98,8 +98,9 @@ class RCNN(nn.Module):
         self._features = None
         return logits, aux, features
 
-    def loss(self, regions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits, aux, _ = self(regions)
+    def loss(self, regions: torch.Tensor, labels: torch.Tensor, forward: nn.Module | None = None) -> torch.Tensor:
+        """Cross-entropy of the regions' labels; `forward` is this model wrapped in DDP on several ranks."""
+        logits, aux, _ = (forward or self)(regions)
         loss = nn.functional.cross_entropy(logits, labels)
         for extra in aux:
             loss = loss + self.aux_weight * nn.functional.cross_entropy(extra, labels)

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.ops import box_iou
 
+from workers.context import RunContext
 from workers.datasets.base import Splits
 from workers.detection.metrics import proposal_recall
 from workers.detection.proposals import ProposalCache, Proposals, get_method
@@ -32,6 +33,7 @@ from workers.detection.rcnn import (
 )
 from workers.detection.recipe import DetectorRecipe
 from workers.detection.svm import train_svms
+from workers.train import shard
 from workers.zoo import count_flops
 
 
@@ -105,19 +107,30 @@ class RegionDetector:
 
     # --- training ----------------------------------------------------------------------------------
 
-    def prepare(self) -> dict[str, Any]:
-        """Label every training region once (proposals come from the cache after the first run)."""
-        methods = self.recipe.train_proposals or (self.recipe.proposals,)
-        self.regions = []
-        for i in range(len(self.splits.train)):
-            image, target = self.splits.train[i]
-            found = [target["boxes"].float()]
-            found += [torch.as_tensor(self.proposals(image, m, target["boxes"]).boxes) for m in methods]
-            self.regions.append(label_regions(torch.cat(found), target["boxes"].float(), target["labels"],
-                                              self.recipe.fg_iou))
+    def prepare(self, ctx: RunContext | None = None) -> dict[str, Any]:
+        """Label every training region once (proposals come from the cache after the first run).
+
+        On several ranks each first computes its shard of the proposals into the shared cache: the work is
+        split, and every rank then labels the same regions from the same boxes, so their batches agree.
+        """
+        if ctx is not None and ctx.world_size > 1:
+            for i in shard(range(len(self.splits.train)), ctx):
+                self._label_image(i)
+            ctx.barrier()
+        self.regions = [self._label_image(i) for i in range(len(self.splits.train))]
         positives = sum(int((r.labels > 0).sum()) for r in self.regions)
         total = sum(len(r.labels) for r in self.regions)
-        return {"train_regions": total, "train_positives": positives, "train_proposals": list(methods)}
+        return {"train_regions": total, "train_positives": positives, "train_proposals": list(self.train_methods)}
+
+    @property
+    def train_methods(self) -> tuple[str, ...]:
+        return self.recipe.train_proposals or (self.recipe.proposals,)
+
+    def _label_image(self, i: int) -> ImageRegions:
+        image, target = self.splits.train[i]
+        found = [target["boxes"].float()]
+        found += [torch.as_tensor(self.proposals(image, m, target["boxes"]).boxes) for m in self.train_methods]
+        return label_regions(torch.cat(found), target["boxes"].float(), target["labels"], self.recipe.fg_iou)
 
     def _plan(self, generator: torch.Generator) -> list[tuple[list[int], int]]:
         """This epoch's chunks of images, each with its number of steps: one pass over the positives."""
@@ -139,11 +152,17 @@ class RegionDetector:
             plan = kept
         return plan
 
-    def epoch(self, generator: torch.Generator) -> tuple[int, Iterator[Any]]:
-        plan = self._plan(generator)
-        return sum(steps for _, steps in plan), self._batches(plan, generator)
+    def epoch(self, generator: torch.Generator, rank: int = 0, world_size: int = 1) -> tuple[int, Iterator[Any]]:
+        """This epoch's step count and this rank's share of each step's batch.
 
-    def _batches(self, plan: list[tuple[list[int], int]], generator: torch.Generator) -> Iterator[Any]:
+        Every rank draws the same batches (one generator) and keeps every world_size-th region of each, so
+        the ranks' steps match and DDP's averaged gradient is that of the one-worker batch.
+        """
+        plan = self._plan(generator)
+        return sum(steps for _, steps in plan), self._batches(plan, generator, rank, world_size)
+
+    def _batches(self, plan: list[tuple[list[int], int]], generator: torch.Generator, rank: int,
+                 world_size: int) -> Iterator[Any]:
         n_pos = self.recipe.positives_per_batch()
         n_bg = self.recipe.batch_size - n_pos
         for chunk, steps in plan:
@@ -158,6 +177,7 @@ class RegionDetector:
                 take = positives[torch.arange(step * n_pos, (step + 1) * n_pos) % len(positives)]
                 if len(background):
                     take = torch.cat([take, background[torch.randint(len(background), (n_bg,), generator=generator)]])
+                take = take[rank::world_size]
                 yield self._warp(images, owner[take], boxes[take]), labels[take].to(self.device)
 
     def _warp(self, images: list[torch.Tensor], owner: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -169,9 +189,9 @@ class RegionDetector:
                                                          self.recipe.context_padding)
         return regions.contiguous(memory_format=self.memory_format)
 
-    def loss(self, batch: Any) -> tuple[torch.Tensor, int]:
+    def loss(self, batch: Any, forward: torch.nn.Module | None = None) -> tuple[torch.Tensor, int]:
         regions, labels = batch
-        return self.model.loss(regions, labels), len(labels)
+        return self.model.loss(regions, labels, forward), len(labels)
 
     def region_features(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """The fine-tuned network's features (the input of its last layer) of boxes on a uint8 image, on the CPU."""
@@ -231,7 +251,6 @@ class RegionDetector:
             yield
         finally:
             self.model.scorer = before
-
 
     def detect(self, image: torch.Tensor, method: str | None = None) -> Detections:
         self.model.eval()

@@ -5,6 +5,10 @@ a model-zoo name gives R-CNN with that backbone, a torchvision "fasterrcnn_..." 
 Faster R-CNN. Both go through one loop here; each detector supplies its batches, loss and
 per-image detection (regions.RegionDetector, faster_rcnn.FasterRCNNDetector).
 
+On several ranks (a TorchTrainer job) the loop is classification's: the model is DDP-wrapped
+by the RunContext, every rank trains on its share of each batch, evaluation is split across
+the ranks and gathered, and rank 0 alone writes checkpoints, predictions and the result.
+
 The test split is read for its images only; its predictions go to predictions.csv for the
 challenge server to score (DESIGN invariant 1).
 """
@@ -29,6 +33,7 @@ from workers.detection.proposals import ProposalCache
 from workers.detection.recipe import DetectorRecipe, parse_recipe
 from workers.detection.regions import RegionDetector
 from workers.jobs import JobSpec
+from workers.train import shard
 from workers.zoo import ARCHS, count_params
 
 Detector = RegionDetector | FasterRCNNDetector
@@ -57,11 +62,12 @@ def detector_kind(arch: str) -> str:
                    f"or one of {', '.join(FASTER_RCNN)}")
 
 
-def evaluate(detector: Detector, splits: Splits, recipe: DetectorRecipe,
+def evaluate(detector: Detector, splits: Splits, recipe: DetectorRecipe, ctx: RunContext,
              method: str | None = None) -> tuple[dict[str, Any], float]:
-    """Scores on the val split, and the network's throughput there (the detector's unit per second)."""
+    """Scores on the val split, each rank detecting on its shard, and the network's throughput there (the
+    detector's unit per second of one rank)."""
     ground_truth, rows, items, seconds = {}, [], 0, 0.0
-    for i in range(len(splits.val)):
+    for i in shard(range(len(splits.val)), ctx):
         image, target = splits.val[i]
         image_id = f"val_{i:06d}"
         ground_truth[image_id] = box_rows(target)
@@ -70,6 +76,10 @@ def evaluate(detector: Detector, splits: Splits, recipe: DetectorRecipe,
         seconds += time.perf_counter() - start
         items += found.items
         rows += detection_rows(image_id, found.boxes, found.scores, found.labels)
+    parts = ctx.gather((ground_truth, rows, items, seconds))
+    ground_truth = {image_id: boxes for part in parts for image_id, boxes in part[0].items()}
+    rows = [row for part in parts for row in part[1]]
+    items, seconds = sum(part[2] for part in parts), sum(part[3] for part in parts)
     scores = evaluate_detections(ground_truth, rows, splits.num_classes, splits.class_names,
                                  max_detections=recipe.max_detections, eleven_point=recipe.eleven_point)
     return scores, items / max(seconds, 1e-9)
@@ -107,10 +117,11 @@ def _load_detection_splits(spec: JobSpec) -> Splits:
 
 def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     started = time.perf_counter()
-    if ctx.world_size != 1:
-        raise ValueError(f"detection trains on one worker; set resources.workers = 1 (got {ctx.world_size})")
     kind = detector_kind(spec.arch)
     recipe = parse_recipe(spec.recipe, kind)
+    if recipe.batch_size < ctx.world_size:
+        raise ValueError(f"recipe.batch_size: {recipe.batch_size} is fewer than the {ctx.world_size} workers "
+                         "(resources.workers) that share each batch")
     splits = _load_detection_splits(spec)
     device = ctx.device
     provenance.reset_peak_memory(device)
@@ -120,9 +131,10 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     model = detector.model
     ctx.log(f"{kind} {spec.arch} on {spec.dataset}: {len(splits.train)} train, {len(splits.val)} val, "
             f"{len(splits.test)} test images, {splits.num_classes} classes")
-    prepared = detector.prepare()
+    prepared = detector.prepare(ctx)
     ctx.log(f"prepared: {prepared} ({cache.computed} proposal sets computed, the rest cached)")
 
+    net = ctx.ddp(model)  # what the training step calls; checkpoints and scoring use the bare model
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     history: list[dict[str, Any]] = []
@@ -142,11 +154,11 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
 
     # Training only: scoring runs in float32, where bf16 would round a 500-pixel box coordinate by 2 pixels.
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.amp and device.type == "cuda")
-    train_items, train_seconds, checkpoint = 0, 0.0, resume
+    train_items, rank_items, train_seconds, checkpoint = 0, 0, 0.0, resume
     for epoch in range(done, recipe.epochs):
         # a generator per epoch: a resumed run draws the same batches as an uninterrupted one
         generator = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
-        steps, batches = detector.epoch(generator)
+        steps, batches = detector.epoch(generator, ctx.rank, ctx.world_size)
         model.train()
         loss_sum, epoch_items, lr = 0.0, 0, recipe.lr
         start = time.perf_counter()
@@ -155,15 +167,18 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with autocast:
-                loss, count = detector.loss(batch)
+                loss, count = detector.loss(batch, net)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += float(loss.detach())
             epoch_items += count
         seconds = time.perf_counter() - start
+        rank_items += epoch_items
+        epoch_items = sum(ctx.gather(epoch_items))  # every rank's share of the batches
         train_items, train_seconds = train_items + epoch_items, train_seconds + seconds
-        val, _ = evaluate(detector, splits, recipe)
+        ctx.share_buffers(model)
+        val, _ = evaluate(detector, splits, recipe, ctx)
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(steps, 1), "lr": lr, "val_map50": val["map50"],
                   "steps": steps, "train_ips": epoch_items / max(seconds, 1e-9), "epoch_s": seconds}
         history.append(record)
@@ -174,14 +189,19 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
 
     # The last epoch's score is the model's before any post-training step (R-CNN's box regressors).
     before = history[-1]["val_map50"] if history else None
-    finished = detector.finish()
-    final, eval_ips = evaluate(detector, splits, recipe)
+    items_by_rank = ctx.gather(rank_items)  # each rank's share: that every rank took part
+    finished = detector.finish()  # on every rank: the same model and data give the same fit
+    final, eval_ips = evaluate(detector, splits, recipe, ctx)
     by_proposals = {detector.proposal_method: final["map50"]}
-    by_proposals |= {method: evaluate(detector, splits, recipe, method)[0]["map50"] for method in detector.comparisons}
+    by_proposals |= {method: evaluate(detector, splits, recipe, ctx, method)[0]["map50"]
+                     for method in detector.comparisons}
     by_scorer = {recipe.classifier: final["map50"]} if kind == "rcnn" else {}
     for scorer in detector.other_scorers:  # R-CNN's SVMs: the softmax too, on the same network and boxes
         with detector.scored_by(scorer):
-            by_scorer[scorer] = evaluate(detector, splits, recipe)[0]["map50"]
+            by_scorer[scorer] = evaluate(detector, splits, recipe, ctx)[0]["map50"]
+    if not ctx.is_main:  # rank 0 writes the predictions and the result
+        return {"map50": final["map50"], "map_coco": final["map_coco"], "history": history,
+                "epochs_done": recipe.epochs}
     predictions = ctx.storage / "predictions.csv"
     n_predictions = write_predictions(detector, splits, predictions)
     checkpoint = ctx.save_checkpoint(recipe.epochs, checkpoint_state(recipe.epochs)) or checkpoint
@@ -194,6 +214,7 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
         "map50_coco": final["map50_coco"], "interpolation": final["interpolation"],
         "map50_before_finish": before, "map50_by_proposals": by_proposals, "proposals": proposal_stats,
         "classifier": recipe.classifier if kind == "rcnn" else None, "map50_by_classifier": by_scorer,
+        "world_size": ctx.world_size, "train_items_by_rank": items_by_rank,
         "ips_unit": unit, "test_detections": n_predictions, **prepared, **finished,
     }
     return {
