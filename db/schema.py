@@ -115,12 +115,15 @@ class Submission(Base):
     __table_args__ = (
         UniqueConstraint("challenge_id", "run_id", name="uq_submission_run"),
         Index("ix_submissions_quota", "team_id", "challenge_id", "created_at"),
+        # The board: each team's best (MIN per team), and every submission in score order, a page at a time.
+        Index("ix_submissions_team_best", "challenge_id", "team_id", "primary_score", "created_at", "id"),
+        Index("ix_submissions_ranked", "challenge_id", "primary_score", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id"))
-    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.job_id"))  # official baselines
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.job_id"), index=True)  # official baselines
     label: Mapped[str] = mapped_column(String(128), default="")  # the entry's name, e.g. the architecture
     file_sha256: Mapped[str] = mapped_column(String(64))
     # The uploaded file itself, for rescoring and provenance; deferred so listings do not load it.

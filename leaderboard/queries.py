@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import String, case, cast, func, select
+from sqlalchemy import func, select, union_all
 
 from db.engine import session_scope
 from db.schema import Challenge, Run, Submission, Team
@@ -83,36 +83,91 @@ def challenges_frame(url: str | None = None) -> pd.DataFrame:
     return _frame(url, query, columns)
 
 
-def _entry_rank():
-    """Row number of a submission within its board entry, best (lowest primary score, then earliest) first.
+BOARD_PAGE = 200  # entries per board page
 
-    An entry is a team's best submission; for the official team it is each run (or, without a run,
-    each submission), since every baseline architecture is an entry of its own.
+
+def _challenge_id(slug: str) -> Any:
+    return select(Challenge.id).where(Challenge.slug == slug).scalar_subquery()
+
+
+def _official_teams() -> Any:
+    return select(Team.id).where(Team.official)
+
+
+def _entries(slug: str) -> Any:
+    """The board's entries (id, primary_score, created_at): each team's best submission, and for an official
+    team every submission (each baseline run is an entry of its own; a run is submitted once per challenge).
+
+    A team's best is the lowest primary score, then the earliest, then the lowest id: MIN per team on the
+    index (challenge, team, score), then the tie-break over the rows at that score only. The LEFT JOIN keeps
+    SQLite's planner from scanning every submission of the challenge to look the 1,000 minima up.
     """
-    per_run = func.coalesce(Submission.run_id, "submission:" + cast(Submission.id, String))
-    entry = case((Team.official, per_run), else_="")
-    return func.row_number().over(partition_by=(Submission.team_id, entry),
-                                  order_by=(Submission.primary_score, Submission.created_at, Submission.id))
+    challenge = _challenge_id(slug)
+    best = (select(Submission.team_id, func.min(Submission.primary_score).label("score"))
+            .where(Submission.challenge_id == challenge, Submission.team_id.not_in(_official_teams()))
+            .group_by(Submission.team_id).subquery())
+    tied = (select(Submission.id, Submission.primary_score, Submission.created_at,
+                   func.row_number().over(partition_by=Submission.team_id,
+                                          order_by=(Submission.created_at, Submission.id)).label("tie"))
+            .select_from(best)
+            .outerjoin(Submission, (Submission.challenge_id == challenge) & (Submission.team_id == best.c.team_id)
+                       & (Submission.primary_score == best.c.score))).subquery()
+    regular = select(tied.c.id, tied.c.primary_score, tied.c.created_at).where(tied.c.tie == 1)
+    official = (select(Submission.id, Submission.primary_score, Submission.created_at)
+                .where(Submission.challenge_id == challenge, Submission.team_id.in_(_official_teams())))
+    return union_all(regular, official).subquery()
 
 
-def submissions_frame(url: str | None, slug: str, best_only: bool = True) -> pd.DataFrame:
-    """A challenge's submissions joined with their team and (baselines) their run; one query.
+def _page(s: Any, slug: str, best_only: bool, limit: int | None, offset: int) -> tuple[dict[int, int], int]:
+    """Submission id -> rank (1 + how many rows score better: ties share a rank) of one page of the board,
+    and how many rows the whole board has."""
+    if best_only:
+        entries = _entries(slug)
+        rows = s.execute(select(entries.c.id, entries.c.primary_score)
+                         .order_by(entries.c.primary_score, entries.c.created_at, entries.c.id)).all()
+        ranks = pd.Series([score for _, score in rows], dtype=float).rank(method="min").astype(int).tolist()
+        end = None if limit is None else offset + limit
+        return {int(i): r for (i, _), r in zip(rows[offset:end], ranks[offset:end])}, len(rows)
+    challenge = _challenge_id(slug)
+    total = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge)) or 0)
+    rows = s.execute(select(Submission.id, Submission.primary_score).where(Submission.challenge_id == challenge)
+                     .order_by(Submission.primary_score, Submission.created_at, Submission.id)
+                     .limit(limit).offset(offset)).all()
+    if not rows:
+        return {}, total
+    # Rows before the page score at most the page's lowest score, so the ranks need one count: of the rows
+    # below that lowest score (for the rows tied with it); the others rank after everything before the page.
+    lowest = rows[0][1]
+    below = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge,
+                                                   Submission.primary_score < lowest)) or 0)
+    within = pd.Series([score for _, score in rows], dtype=float).rank(method="min").astype(int) - 1
+    ranks = [below + 1 if score == lowest else offset + w + 1 for (_, score), w in zip(rows, within.tolist())]
+    return {int(i): r for (i, _), r in zip(rows, ranks)}, total
 
-    `best_only`: each team's best entry (baselines: one per run), as the public board shows it.
+
+def submissions_frame(url: str | None, slug: str, best_only: bool = True, limit: int | None = BOARD_PAGE,
+                      offset: int = 0) -> pd.DataFrame:
+    """One page of a challenge's board, best first: submissions joined with their team and (baselines) run.
+
+    `best_only`: each team's best entry (baselines: one per run), as the public board shows it; else every
+    submission. `rank` is the row's place on the whole board, not on the page. `limit=None`: every row.
+    `frame.attrs["total"]`: how many rows the whole board has.
     """
     columns = (Submission.id, Team.name, Team.official, Submission.label, Submission.run_id, Run.arch, Run.family,
                Run.params, Run.flops, Run.input_size, Submission.primary_score, Submission.scores,
                Submission.created_at)
-    inner = (select(*columns, _entry_rank().label("entry_rank"))
-             .join(Team, Team.id == Submission.team_id)
-             .join(Challenge, Challenge.id == Submission.challenge_id)
-             .outerjoin(Run, Run.job_id == Submission.run_id)
-             .where(Challenge.slug == slug)).subquery()
-    query = select(*[inner.c[i] for i in range(len(columns))])
-    if best_only:
-        query = query.where(inner.c.entry_rank == 1)
-    query = query.order_by(inner.c.primary_score, inner.c.created_at, inner.c.id)
-    return _frame(url, query, SUBMISSION_COLUMNS)
+    with session_scope(url) as s:
+        connection = s.connection()  # Core, not the ORM: no per-row ORM loading
+        ranks, total = _page(connection, slug, best_only, limit, offset)
+        rows = connection.execute(select(*columns).join(Team, Team.id == Submission.team_id)
+                         .outerjoin(Run, Run.job_id == Submission.run_id)
+                         .where(Submission.id.in_(list(ranks)))).all() if ranks else []
+    frame = pd.DataFrame(rows, columns=list(SUBMISSION_COLUMNS))
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    frame["rank"] = frame["submission_id"].map(ranks).astype("Int64")
+    frame = frame.sort_values(["primary_score", "created_at", "submission_id"]).reset_index(drop=True)
+    frame.attrs["total"] = total
+    return frame
 
 
 def _ci(scores: Any, key: str) -> tuple[float, float]:
@@ -125,12 +180,6 @@ def _ci(scores: Any, key: str) -> tuple[float, float]:
 def _score(scores: Any, key: str) -> float:
     value = scores.get(key) if isinstance(scores, dict) else None
     return float(value) if isinstance(value, (int, float)) else float("nan")
-
-
-def _entry_name(row: pd.Series) -> str:
-    if row["official"]:
-        return row["label"] or row["arch"] or row["team"]
-    return row["team"]
 
 
 def board_columns(task: str) -> tuple[str, ...]:
@@ -157,8 +206,12 @@ def significance(frame: pd.DataFrame, metric: str) -> pd.Series:
     return verdict
 
 
-def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | None = None) -> pd.DataFrame:
-    """A challenge's ranked board: rank, entry, team, metric values with 95% CIs, cost, date, verdict.
+def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | None = None,
+                limit: int | None = BOARD_PAGE, offset: int = 0) -> pd.DataFrame:
+    """A page of a challenge's ranked board: rank, entry, team, metric values with 95% CIs, cost, date, verdict.
+
+    `limit` rows from row `offset` (None: all of them); ranks and verdicts are against the whole board,
+    whose size is in `board.attrs["total"]`.
 
     Metric columns hold the metric's own value (errors as fractions, mAP as a fraction), with
     `<metric>_lo` / `<metric>_hi` bounds where the scorer gave an interval. Pass the challenge's
@@ -167,11 +220,15 @@ def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | 
     if task is None:
         with session_scope(url) as s:
             task = s.scalar(select(Challenge.task).where(Challenge.slug == slug)) or "classification"
-    raw = submissions_frame(url, slug, best_only)
+    raw = submissions_frame(url, slug, best_only, limit, offset)
+    if offset > 0 and len(raw):  # the verdicts compare with the leader, who is on the first page
+        raw = pd.concat([submissions_frame(url, slug, best_only, 1, 0), raw], ignore_index=True)
+    official = raw["official"].astype(bool)
+    named = raw["label"].where(raw["label"].fillna("") != "", raw["arch"])
     board = pd.DataFrame({
-        "rank": raw["primary_score"].rank(method="min").astype("Int64"),
-        "entry": raw.apply(_entry_name, axis=1) if len(raw) else pd.Series(dtype=object),
-        "team": raw["team"], "baseline": raw["official"].astype(bool), "label": raw["label"],
+        "rank": raw["rank"],
+        "entry": named.where(official & named.notna() & (named != ""), raw["team"]),
+        "team": raw["team"], "baseline": official, "label": raw["label"],
     })
     for key in board_columns(task):
         board[key] = [_score(scores, key) for scores in raw["scores"]]
@@ -186,7 +243,11 @@ def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | 
     board["arch"], board["run_id"] = raw["arch"], raw["run_id"]
     board["submitted"], board["submission_id"] = raw["created_at"], raw["submission_id"]
     board["vs_leader"] = significance(board, metric)
-    return board.reset_index(drop=True)
+    if offset > 0 and len(board):
+        board = board.iloc[1:]
+    board = board.reset_index(drop=True)
+    board.attrs["total"] = raw.attrs.get("total", len(board))
+    return board
 
 
 def team_submissions(url: str | None, team: str) -> pd.DataFrame:

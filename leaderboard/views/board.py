@@ -6,6 +6,7 @@ import streamlit as st
 
 from db.engine import database_url
 from leaderboard.queries import (
+    BOARD_PAGE,
     RUN_COLUMNS,
     board_columns,
     challenges_frame,
@@ -59,7 +60,14 @@ def show_validation_runs(url: str) -> None:
 def show_board(url: str, challenge: pd.Series) -> None:
     task, metric = challenge["task"], challenge["metric"]
     every = st.toggle("Every submission (not only each team's best)", value=False)
-    board = leaderboard(url, challenge["slug"], best_only=not every, task=task)
+    page_key = f"board-page-{challenge['slug']}-{'every' if every else 'best'}"
+    page = int(st.session_state.get(page_key, 1))
+    board = leaderboard(url, challenge["slug"], best_only=not every, task=task, offset=(page - 1) * BOARD_PAGE)
+    total = int(board.attrs.get("total", len(board)))
+    pages = max(1, -(-total // BOARD_PAGE))
+    if page > pages:  # the board shrank since the page was picked
+        page = st.session_state[page_key] = 1
+        board = leaderboard(url, challenge["slug"], best_only=not every, task=task)
     if board.empty:
         st.info("No submissions yet. Teams upload predictions on the Submit page.")
         return
@@ -71,6 +79,11 @@ def show_board(url: str, challenge: pd.Series) -> None:
         "submitted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "run": st.column_config.LinkColumn("provenance", display_text="run detail"),
     })
+    if pages > 1:
+        first = (page - 1) * BOARD_PAGE + 1
+        st.number_input(f"Page, of {pages}: rows {first:,}–{first + len(board) - 1:,} of {total:,} "
+                        f"({BOARD_PAGE} a page; the exports hold this page)", min_value=1, max_value=pages,
+                        key=page_key)
     ties = int((board["vs_leader"] == "not significantly different").sum())
     if ties:
         st.caption(f"{ties} entr{'y is' if ties == 1 else 'ies are'} not significantly different from the leader: "
