@@ -86,15 +86,11 @@ def challenges_frame(url: str | None = None) -> pd.DataFrame:
 BOARD_PAGE = 200  # entries per board page
 
 
-def _challenge_id(slug: str) -> Any:
-    return select(Challenge.id).where(Challenge.slug == slug).scalar_subquery()
-
-
 def _official_teams() -> Any:
     return select(Team.id).where(Team.official)
 
 
-def _entries(slug: str) -> Any:
+def _entries(challenge: int) -> Any:
     """The board's entries (id, primary_score, created_at): each team's best submission, and for an official
     team every submission (each baseline run is an entry of its own; a run is submitted once per challenge).
 
@@ -102,7 +98,6 @@ def _entries(slug: str) -> Any:
     index (challenge, team, score), then the tie-break over the rows at that score only. The LEFT JOIN keeps
     SQLite's planner from scanning every submission of the challenge to look the 1,000 minima up.
     """
-    challenge = _challenge_id(slug)
     best = (select(Submission.team_id, func.min(Submission.primary_score).label("score"))
             .where(Submission.challenge_id == challenge, Submission.team_id.not_in(_official_teams()))
             .group_by(Submission.team_id).subquery())
@@ -118,17 +113,16 @@ def _entries(slug: str) -> Any:
     return union_all(regular, official).subquery()
 
 
-def _page(s: Any, slug: str, best_only: bool, limit: int | None, offset: int) -> tuple[dict[int, int], int]:
+def _page(s: Any, challenge: int, best_only: bool, limit: int | None, offset: int) -> tuple[dict[int, int], int]:
     """Submission id -> rank (1 + how many rows score better: ties share a rank) of one page of the board,
-    and how many rows the whole board has."""
+    and how many rows the whole board has. `challenge` is an id, not a subquery: PostgreSQL plans for the value."""
     if best_only:
-        entries = _entries(slug)
+        entries = _entries(challenge)
         rows = s.execute(select(entries.c.id, entries.c.primary_score)
                          .order_by(entries.c.primary_score, entries.c.created_at, entries.c.id)).all()
         ranks = pd.Series([score for _, score in rows], dtype=float).rank(method="min").astype(int).tolist()
         end = None if limit is None else offset + limit
         return {int(i): r for (i, _), r in zip(rows[offset:end], ranks[offset:end])}, len(rows)
-    challenge = _challenge_id(slug)
     total = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge)) or 0)
     rows = s.execute(select(Submission.id, Submission.primary_score).where(Submission.challenge_id == challenge)
                      .order_by(Submission.primary_score, Submission.created_at, Submission.id)
@@ -158,7 +152,8 @@ def submissions_frame(url: str | None, slug: str, best_only: bool = True, limit:
                Submission.created_at)
     with session_scope(url) as s:
         connection = s.connection()  # Core, not the ORM: no per-row ORM loading
-        ranks, total = _page(connection, slug, best_only, limit, offset)
+        challenge = connection.scalar(select(Challenge.id).where(Challenge.slug == slug))
+        ranks, total = _page(connection, challenge, best_only, limit, offset) if challenge is not None else ({}, 0)
         rows = connection.execute(select(*columns).join(Team, Team.id == Submission.team_id)
                          .outerjoin(Run, Run.job_id == Submission.run_id)
                          .where(Submission.id.in_(list(ranks)))).all() if ranks else []
