@@ -15,12 +15,12 @@ from workers.train import train_classifier
 SYNTHETIC = {"num_classes": 6, "image_size": 32, "train_per_class": 400, "val_per_class": 50, "test_per_class": 10}
 
 
-def spec_for(tmp_path, arch="resnet18", dataset="synthetic", options=None, **recipe) -> JobSpec:
+def spec_for(tmp_path, arch="resnet18", dataset="synthetic", options=None, input_size=32, **recipe) -> JobSpec:
     base = {"epochs": 2, "batch_size": 32, "lr": 0.2, "schedule": "cosine", "warmup_epochs": 1.0,
             "crop_scale": [0.8, 1.0], "eval_crop": 1.0}
     return JobSpec(suite="test", task="classification", arch=arch, dataset=dataset,
                    dataset_options=options if options is not None else SYNTHETIC, recipe={**base, **recipe}, seed=0,
-                   input_size=32, storage=str(tmp_path))
+                   input_size=input_size, storage=str(tmp_path))
 
 
 class Killed(Exception):
@@ -32,12 +32,14 @@ def test_resnet18_learns_synthetic_and_a_linear_model_does_not(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
     torch.set_num_threads(2)
-    spec = spec_for(tmp_path, epochs=10)
+    # 32 px images seen at 64 px: ResNet's ImageNet stem divides its input by 4 at once, and at 32 px the
+    # last stage sees 1 x 1, which learns these shapes slowly (84% after 10 epochs); at 64 px, ResNet's own
+    # learning rate (0.1 per 256) reaches 98.3% in 5 epochs (measured).
+    spec = spec_for(tmp_path, options=SYNTHETIC | {"train_per_class": 300}, input_size=64, epochs=5, lr=0.1)
     result = train_classifier(spec, RunContext(job_id=spec.job_id, storage=spec.folder))
-    # Measured: 15.7% top-1 error after these 10 epochs (the issue asks for <= 10%, not reached yet).
-    assert result["top1_err"] <= 0.25, result["history"]
+    assert result["top1_err"] <= 0.10, result["history"]
 
-    data = load_dataset("synthetic", SYNTHETIC)
+    data = load_dataset("synthetic", spec.dataset_options)
     flat = lambda split: split.images.reshape(len(split), -1).float().numpy() / 255  # noqa: E731
     linear = LogisticRegression(max_iter=300, C=0.05).fit(flat(data.train), data.train.targets)
     linear_err = 1 - linear.score(flat(data.val), data.val.targets)
