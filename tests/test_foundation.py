@@ -148,3 +148,22 @@ def test_every_shipped_suite_is_valid(name):
         assert {j.arch for j in jobs if j.task == "classification"} == set(ARCHS)
     if name == "imagenet":
         assert {j.input_size for j in jobs} == {224, 299} and all(j.resources.workers == 8 for j in jobs)
+
+
+@pytest.mark.slow
+def test_full_smoke_suite_writes_every_job_to_postgresql(ray_head, pg_url, tmp_path):
+    smoke = ROOT / "suites" / "smoke.toml"
+    jobs = load_suite(smoke).jobs()
+    out = run_cli("-m", "orchestrator", "run", "--suite", str(smoke), "--db", pg_url,
+                  "--storage", str(tmp_path / "runs"), "--address", ray_head.address, env=ray_head.env, timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    found = {r.job_id: r for r in runs_in(pg_url)}
+    assert set(found) == {j.job_id for j in jobs}
+    assert {r.arch for r in found.values() if r.task == "classification"} == set(ARCHS)
+    for r in found.values():
+        assert r.state == "done", (r.arch, r.task, r.error)
+        assert r.params > 0 and r.wall_s > 0 and r.versions["torch"]
+        if r.task == "classification":
+            assert 0.0 <= r.top5_err <= r.top1_err <= 1.0, r.arch
+        else:
+            assert 0.0 <= r.map50 <= 1.0, r.arch
