@@ -201,6 +201,7 @@ def train_classifier(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
         if sampler is not None:
             sampler.set_epoch(epoch)
         stats = train_one_epoch(s, train_loader, epoch, criterion)
+        ctx.share_buffers(s.bare)  # every rank evaluates its shard with the checkpointed BatchNorm statistics
         errors, _ = evaluate(s, val_loader)
         record = {"epoch": epoch + 1, **stats, **{f"val_top{k}_err": errors[k] for k in (1, 5)}}
         history.append(record)
