@@ -117,21 +117,16 @@ def _track(raw: Any, task: str, where: str) -> Track:
         _wrap(lambda: dataset_config(ds["name"], ds, here), here)
     if task == "classification":
         Recipe().override(track.recipe, join(where, "recipe"))
-    else:  # the detector's recipe has keys of its own (proposals, ...); validated by its own type
-        from dataclasses import fields
-
-        from workers.detection.recipe import DetectorRecipe, parse_recipe
-
-        unknown = sorted(set(track.recipe) - {f.name for f in fields(DetectorRecipe)})
-        if unknown:
-            raise ConfigError(f"{join(where, 'recipe.' + unknown[0])}: unknown field of the detector's recipe")
-        parse_recipe(track.recipe, "rcnn", join(where, "recipe"))
     for key, changes in track.overrides.items():
-        if key not in ARCHS and key not in {a.family for a in ARCHS.values()}:
+        if key not in ARCHS and key not in {a.family for a in ARCHS.values()} and key not in track.arch_names(task, where):
             raise ConfigError(f"{join(where, 'overrides.' + key)}: not an architecture or family name")
         if not isinstance(changes, dict):
             raise ConfigError(f"{join(where, 'overrides.' + key)}: expected a table of recipe fields")
-        Recipe().override(changes, join(where, "overrides." + key))
+        if task == "classification":
+            Recipe().override(changes, join(where, "overrides." + key))
+    if task == "detection":
+        for arch in track.arch_names(task, where):
+            detector_recipe(track, arch, where)
     track.arch_names(task, where)
     return track
 
@@ -156,6 +151,27 @@ def recipe_for(track: Track, arch: str, task: str) -> Recipe:
     return recipe
 
 
+def detector_changes(track: Track, arch: str) -> dict[str, Any]:
+    """The detection track's recipe fields for one detector: global, then backbone family, then architecture."""
+    family = ARCHS[arch].family if arch in ARCHS else None
+    return {**track.recipe, **track.overrides.get(family, {}), **track.overrides.get(arch, {})}
+
+
+def detector_recipe(track: Track, arch: str, where: str) -> None:
+    """Checks one detector's recipe by its own type: an unknown field, a wrong type or a value its kind refuses."""
+    from dataclasses import fields
+
+    from workers.detection.recipe import DetectorRecipe, parse_recipe
+    from workers.detection.train import detector_kind
+
+    changes = detector_changes(track, arch)
+    here = join(where, "overrides." + arch if arch in track.overrides else "recipe")
+    unknown = sorted(set(changes) - {f.name for f in fields(DetectorRecipe)})
+    if unknown:
+        raise ConfigError(f"{join(here, unknown[0])}: unknown field of the detector's recipe")
+    _wrap(lambda: parse_recipe(changes, detector_kind(arch), here), f"{here} ({arch})")
+
+
 def expand(suite: Suite) -> list[JobSpec]:
     jobs = []
     for task, track in suite.tracks.items():
@@ -172,7 +188,7 @@ def expand(suite: Suite) -> list[JobSpec]:
                 if task == "classification":
                     recipe = _wrap(lambda: recipe_for(track, arch, task), f"{suite.path}: overrides.{arch}").to_dict()
                 else:  # the detector types its own recipe (workers.detection.recipe) and keeps its own defaults
-                    recipe = dict(track.recipe)
+                    recipe = detector_changes(track, arch)
                 for seed in suite.seeds:
                     jobs.append(JobSpec(
                         suite=suite.name, task=task, arch=arch, dataset=ds["name"], dataset_options=options,

@@ -25,7 +25,6 @@ from workers.context import RunContext
 from workers.datasets import DatasetError, get_dataset, held_test_labels, load_dataset
 from workers.detection import proposals as proposal_methods
 from workers.detection import svm
-from workers.detection.faster_rcnn import FasterRCNNDetector
 from workers.detection.metrics import box_rows, evaluate_detections, proposal_recall
 from workers.detection.proposals import ProposalCache
 from workers.detection.rcnn import (
@@ -451,10 +450,25 @@ def test_classifier_must_be_softmax_or_svm():
     with pytest.raises(ConfigError, match=r"s\.toml: detection\.recipe\.classifier: one of softmax, svm, got 'SVM'"):
         parse_suite(suite, "s.toml")
     assert parse_recipe({"classifier": "svm"}, "rcnn").classifier == "svm"
-    splits = load_dataset("synthetic-scenes", {**SCENES, "train_images": 2, "val_images": 1, "test_images": 1})
-    with pytest.raises(ValueError, match="classifier: 'svm' is R-CNN's option"):
-        FasterRCNNDetector("fasterrcnn_mobilenet_v3_large_320_fpn", 128, splits,
-                           parse_recipe({"classifier": "svm"}, "faster_rcnn"), torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"recipe\.classifier: 'svm' is R-CNN's option; faster_rcnn scores with softmax"):
+        parse_recipe({"classifier": "svm"}, "faster_rcnn")
+
+
+def test_a_detection_suite_overrides_the_recipe_per_detector():
+    track = {"architectures": ["alexnet", "fasterrcnn_mobilenet_v3_large_320_fpn"], "datasets": [{"name": "synthetic-scenes"}],
+             "recipe": {"epochs": 3}, "overrides": {"alexnet": {"classifier": "svm"}}}
+    jobs = {j.arch: j for j in parse_suite({"name": "s", "detection": track}, "s.toml").jobs()}
+    assert jobs["alexnet"].recipe == {"epochs": 3, "classifier": "svm"}
+    assert jobs["fasterrcnn_mobilenet_v3_large_320_fpn"].recipe == {"epochs": 3}
+    track["recipe"]["classifier"] = "svm"  # for every detector, Faster R-CNN included: refused before anything runs
+    with pytest.raises(ConfigError, match=r"s\.toml: detection\.recipe\.classifier: 'svm' is R-CNN's option"):
+        parse_suite({"name": "s", "detection": track}, "s.toml")
+    track["recipe"], track["overrides"] = {}, {"alexnet": {"clasifier": "svm"}}
+    with pytest.raises(ConfigError, match=r"s\.toml: detection\.overrides\.alexnet\.clasifier: unknown field"):
+        parse_suite({"name": "s", "detection": track}, "s.toml")
+    track["overrides"] = {"resnet9000": {"classifier": "svm"}}
+    with pytest.raises(ConfigError, match=r"detection\.overrides\.resnet9000: not an architecture or family name"):
+        parse_suite({"name": "s", "detection": track}, "s.toml")
 
 
 # --- end to end ---------------------------------------------------------------------------------------

@@ -43,9 +43,6 @@ class FasterRCNNDetector:
     other_scorers: tuple[str, ...] = ()
 
     def __init__(self, arch: str, input_size: int, splits: Splits, recipe: DetectorRecipe, device: torch.device):
-        if recipe.classifier != "softmax":
-            raise ValueError(f"recipe.classifier: {recipe.classifier!r} is R-CNN's option; Faster R-CNN scores "
-                             "with its own softmax head (classifier = \"softmax\")")
         self.splits, self.recipe, self.device = splits, recipe, device
         self.model = build_faster_rcnn(arch, splits.num_classes, input_size, recipe).to(device)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from workers.recipes import Recipe
-from workers.typed import from_dict
+from workers.typed import ConfigError, from_dict
 
 # R-CNN's class scores: "softmax" scores regions with the fine-tuned network itself (what Fast R-CNN later
 # adopted); "svm" with one linear SVM per class on the network's features, as the R-CNN paper did.
@@ -99,6 +99,14 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Faster R-CNN scores with its own softmax head: the SVMs are R-CNN's option.
+KIND_CLASSIFIERS: dict[str, tuple[str, ...]] = {"rcnn": CLASSIFIERS, "faster_rcnn": ("softmax",)}
+
+
 def parse_recipe(recipe: dict[str, Any], kind: str, where: str = "recipe") -> DetectorRecipe:
     known = {f.name for f in fields(DetectorRecipe)}
-    return from_dict(DetectorRecipe, {**KIND_DEFAULTS[kind], **{k: v for k, v in recipe.items() if k in known}}, where)
+    parsed = from_dict(DetectorRecipe, {**KIND_DEFAULTS[kind], **{k: v for k, v in recipe.items() if k in known}}, where)
+    if parsed.classifier not in KIND_CLASSIFIERS[kind]:
+        raise ConfigError(f"{where}.classifier: {parsed.classifier!r} is R-CNN's option; {kind} scores with "
+                          f"{' or '.join(KIND_CLASSIFIERS[kind])}")
+    return parsed
