@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select, union_all
+from sqlalchemy import Float, cast, func, select, union_all
 
 from db.engine import session_scope
 from db.schema import Challenge, Run, Submission, Team
@@ -36,28 +36,61 @@ RECORD_COLUMNS = ("job_id", "suite", "task", "arch", "family", "dataset", "seed"
 SUBMISSION_COLUMNS = ("submission_id", "team", "official", "label", "run_id", "arch", "family", "params", "flops",
                       "input_size", "primary_score", "scores", "created_at")
 TIME_COLUMNS = ("created_at", "started_at", "finished_at")
+BOARD_PAGE = 200  # rows per page: a board's entries, and the run lists of the other pages
 
 
-def _frame(url: str | None, query: Any, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
-    with session_scope(url) as s:
-        frame = pd.DataFrame(s.execute(query).all(), columns=list(columns))
+def _times(frame: pd.DataFrame) -> pd.DataFrame:
     for column in TIME_COLUMNS:
         if column in frame:
             frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
 
 
-def runs_frame(url: str | None = None, suite: str | None = None, state: str | None = "done") -> pd.DataFrame:
-    """Benchmark runs, best first: by top-5 error (classification), then mAP (detection)."""
-    query = select(*[getattr(Run, c) for c in RUN_COLUMNS])
-    if suite:
-        query = query.where(Run.suite == suite)
-    if state:
-        query = query.where(Run.state == state)
+def _rows_frame(rows: Any, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """A frame of result rows, as plain tuples: pandas probes each SQLAlchemy Row for namedtuple fields, whose
+    failed attribute lookups cost more than the query (60 of 90 ms for the 10,000 runs of the run picker)."""
+    return _times(pd.DataFrame([tuple(row) for row in rows], columns=list(columns)))
+
+
+def _frame(url: str | None, query: Any, columns: tuple[str, ...] | list[str]) -> pd.DataFrame:
     with session_scope(url) as s:
-        frame = pd.DataFrame(s.execute(query).all(), columns=list(RUN_COLUMNS))
-    frame = frame.sort_values(["top5_err", "top1_err", "map50"], ascending=[True, True, False], na_position="last")
-    return frame.reset_index(drop=True)
+        rows = s.connection().execute(query).all()  # Core, not the ORM: no per-row ORM loading
+    return _rows_frame(rows, columns)
+
+
+def _paged(url: str | None, query: Any, where: list[Any], order: tuple[Any, ...], columns: tuple[str, ...],
+           limit: int | None, offset: int) -> pd.DataFrame:
+    """`limit` rows from row `offset` (None: all of them) of `query` filtered by `where` in `order`, and in
+    `frame.attrs["total"]` how many rows match `where` in all: the database sorts, pages and counts."""
+    with session_scope(url) as s:
+        connection = s.connection()  # Core, not the ORM: no per-row ORM loading
+        total = int(connection.scalar(select(func.count()).select_from(Run).where(*where)) or 0)
+        rows = connection.execute(query.where(*where).order_by(*order).limit(limit).offset(offset)).all() \
+            if total > offset else []
+    frame = _rows_frame(rows, columns)
+    frame.attrs["total"] = total
+    return frame
+
+
+def _within(column: Any, values: list[str] | None) -> list[Any]:
+    """A page's filter as a WHERE term: None is no filter, an empty list matches nothing."""
+    return [] if values is None else [column.in_(list(values))]
+
+
+# Best first: top-5 error (classification), then mAP (detection), then the job id, so pages never overlap.
+RANKING = (Run.top5_err.asc().nulls_last(), Run.top1_err.asc().nulls_last(), Run.map50.desc().nulls_last(),
+           Run.job_id)
+
+
+def runs_frame(url: str | None = None, suite: str | None = None, state: str | None = "done",
+               limit: int | None = BOARD_PAGE, offset: int = 0) -> pd.DataFrame:
+    """A page of benchmark runs, best first: by top-5 error (classification), then mAP (detection).
+
+    `limit` rows from row `offset` (None: every run); `frame.attrs["total"]`: how many runs match in all.
+    """
+    where = ([Run.suite == suite] if suite else []) + ([Run.state == state] if state else [])
+    query = select(*[getattr(Run, c) for c in RUN_COLUMNS])
+    return _paged(url, query, where, RANKING, tuple(RUN_COLUMNS), limit, offset)
 
 
 def format_runs(frame: pd.DataFrame) -> str:
@@ -81,9 +114,6 @@ def challenges_frame(url: str | None = None) -> pd.DataFrame:
     columns = ("slug", "title", "task", "dataset", "metric", "quota", "window_days", "created_at")
     query = select(*[getattr(Challenge, c) for c in columns]).order_by(Challenge.id)
     return _frame(url, query, columns)
-
-
-BOARD_PAGE = 200  # entries per board page
 
 
 def _official_teams() -> Any:
@@ -262,13 +292,46 @@ def team_submissions(url: str | None, team: str) -> pd.DataFrame:
 
 # --- benchmark runs ----------------------------------------------------------------------------
 
-def architectures_frame(url: str | None = None) -> pd.DataFrame:
-    """Every finished run with its scores and costs, best top-5 error first (then mAP)."""
-    query = select(*[getattr(Run, c) for c in ARCH_COLUMNS]).where(Run.state == "done")
-    frame = _frame(url, query, ARCH_COLUMNS)
-    frame = frame.sort_values(["top5_err", "top1_err", "map50", "job_id"], ascending=[True, True, False, True],
-                              na_position="last")
-    return frame.reset_index(drop=True)
+def architecture_facets(url: str | None = None) -> pd.DataFrame:
+    """What the Architectures page filters on: finished runs per dataset, family and suite (GROUP BY)."""
+    columns = ("dataset", "family", "suite", "runs")
+    query = (select(Run.dataset, Run.family, Run.suite, func.count()).where(Run.state == "done")
+             .group_by(Run.dataset, Run.family, Run.suite).order_by(Run.dataset, Run.family, Run.suite))
+    return _frame(url, query, columns)
+
+
+def _finished(datasets: list[str] | None, families: list[str] | None, suites: list[str] | None) -> list[Any]:
+    return [Run.state == "done", *_within(Run.dataset, datasets), *_within(Run.family, families),
+            *_within(Run.suite, suites)]
+
+
+def architectures_frame(url: str | None = None, datasets: list[str] | None = None,
+                        families: list[str] | None = None, suites: list[str] | None = None,
+                        limit: int | None = BOARD_PAGE, offset: int = 0) -> pd.DataFrame:
+    """A page of the finished runs with their scores and costs, best top-5 error first (then mAP).
+
+    Each filter is a list of the values to keep (None: no filter); `limit` rows from row `offset` (None:
+    all of them); `frame.attrs["total"]`: how many runs the filters keep.
+    """
+    query = select(*[getattr(Run, c) for c in ARCH_COLUMNS])
+    return _paged(url, query, _finished(datasets, families, suites), RANKING, ARCH_COLUMNS, limit, offset)
+
+
+def architecture_points(url: str | None = None, datasets: list[str] | None = None,
+                        families: list[str] | None = None, suites: list[str] | None = None) -> pd.DataFrame:
+    """One bubble per architecture and dataset over the finished classification runs the filters keep
+    that have a top-1 error and a measured cost: mean top-1 accuracy, parameters (M) and GFLOPs, and how
+    many runs; best accuracy first. Averaged by the database (GROUP BY), not over every run in pandas."""
+    columns = ("arch", "family", "dataset", "top1_acc", "params_m", "gflops", "runs")
+    top1_acc = func.avg(1.0 - Run.top1_err).label("top1_acc")
+    query = (select(Run.arch, Run.family, Run.dataset, top1_acc,
+                    func.avg(cast(Run.params, Float)) / 1e6, func.avg(Run.flops) / 1e9, func.count())
+             .where(*_finished(datasets, families, suites), Run.top1_err.is_not(None), Run.params.is_not(None),
+                    Run.flops.is_not(None))
+             .group_by(Run.arch, Run.family, Run.dataset)
+             .order_by(top1_acc.desc(), Run.arch, Run.dataset))
+    frame = _frame(url, query, columns)
+    return frame.astype({"top1_acc": float, "params_m": float, "gflops": float, "runs": int})
 
 
 def histories_frame(url: str | None, job_ids: list[str]) -> pd.DataFrame:
@@ -293,13 +356,21 @@ def detection_frame(url: str | None = None) -> pd.DataFrame:
     return frame.sort_values(["map50", "job_id"], ascending=[False, True], na_position="last").reset_index(drop=True)
 
 
-def campaign_frame(url: str | None = None, suite: str | None = None) -> pd.DataFrame:
-    """Every job in any state, newest first: the campaign's progress and its failures."""
+def campaign_counts(url: str | None = None) -> pd.DataFrame:
+    """Jobs per suite and state (GROUP BY): the Campaign page's totals, per-suite table and filter options."""
+    query = select(Run.suite, Run.state, func.count()).group_by(Run.suite, Run.state).order_by(Run.suite, Run.state)
+    return _frame(url, query, ("suite", "state", "jobs"))
+
+
+def campaign_frame(url: str | None = None, suites: list[str] | None = None, states: list[str] | None = None,
+                   limit: int | None = BOARD_PAGE, offset: int = 0) -> pd.DataFrame:
+    """A page of the jobs in the given suites and states (None: all), newest first, failures' errors included.
+
+    `limit` rows from row `offset` (None: all of them); `frame.attrs["total"]`: how many jobs match in all.
+    """
     query = select(*[getattr(Run, c) for c in CAMPAIGN_COLUMNS])
-    if suite:
-        query = query.where(Run.suite == suite)
-    query = query.order_by(Run.created_at.desc(), Run.job_id)
-    return _frame(url, query, CAMPAIGN_COLUMNS)
+    where = _within(Run.suite, suites) + _within(Run.state, states)
+    return _paged(url, query, where, (Run.created_at.desc(), Run.job_id), CAMPAIGN_COLUMNS, limit, offset)
 
 
 def run_choices(url: str | None = None) -> pd.DataFrame:

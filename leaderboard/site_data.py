@@ -115,19 +115,6 @@ def board_json(board: pd.DataFrame, challenge: dict[str, Any]) -> str:
 
 # --- architectures ---------------------------------------------------------------------------------
 
-def arch_points(runs: pd.DataFrame) -> pd.DataFrame:
-    """One bubble per architecture and dataset: mean top-1 accuracy, parameters (M) and GFLOPs over its runs."""
-    scored = runs[runs["top1_err"].notna()]
-    if scored.empty:
-        return pd.DataFrame(columns=["arch", "family", "dataset", "top1_acc", "params_m", "gflops", "runs"])
-    points = (scored.assign(top1_acc=1 - scored["top1_err"], params_m=scored["params"] / 1e6,
-                            gflops=scored["flops"] / 1e9)
-              .groupby(["arch", "family", "dataset"], as_index=False)
-              .agg(top1_acc=("top1_acc", "mean"), params_m=("params_m", "mean"), gflops=("gflops", "mean"),
-                   runs=("job_id", "count")))
-    return points.sort_values("top1_acc", ascending=False).reset_index(drop=True)
-
-
 def curve_metrics(histories: pd.DataFrame) -> list[str]:
     """The numeric per-epoch series the runs logged, validation error first."""
     skip = {"job_id", "arch", "dataset", "seed", "epoch", "run"}
@@ -187,22 +174,23 @@ def proposal_recall(runs: pd.DataFrame) -> pd.DataFrame:
 
 # --- campaign ------------------------------------------------------------------------------------
 
-def state_counts(jobs: pd.DataFrame) -> dict[str, int]:
-    """Jobs per state, the four known states always present (in order), any other state after them."""
-    counts = jobs["state"].value_counts().to_dict() if len(jobs) else {}
-    ordered = {state: int(counts.pop(state, 0)) for state in STATES}
-    return ordered | {str(k): int(v) for k, v in counts.items()}
+def state_counts(counts: pd.DataFrame) -> dict[str, int]:
+    """Jobs per state from per-suite-and-state counts (suite, state, jobs): the four known states always
+    present (in order), any other state after them."""
+    totals = counts.groupby("state")["jobs"].sum().to_dict() if len(counts) else {}
+    ordered = {state: int(totals.pop(state, 0)) for state in STATES}
+    return ordered | {str(k): int(v) for k, v in totals.items()}
 
 
-def suite_states(jobs: pd.DataFrame) -> pd.DataFrame:
-    """Suite x state job counts, with a total column."""
-    if jobs.empty:
+def suite_states(counts: pd.DataFrame) -> pd.DataFrame:
+    """Suite x state job counts, with a total column, from per-suite-and-state counts (suite, state, jobs)."""
+    if counts.empty:
         return pd.DataFrame(columns=["suite", *STATES, "total"])
-    table = pd.crosstab(jobs["suite"], jobs["state"])
+    table = counts.pivot_table(index="suite", columns="state", values="jobs", aggfunc="sum", fill_value=0)
     for state in STATES:
         if state not in table:
             table[state] = 0
     others = [c for c in table.columns if c not in STATES]
-    table = table[[*STATES, *others]]
+    table = table[[*STATES, *others]].astype(int)
     table["total"] = table.sum(axis=1)
     return table.reset_index().rename_axis(columns=None)

@@ -57,14 +57,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from leaderboard.queries import runs_frame, format_runs
+    from leaderboard.queries import format_runs, runs_frame
 
     suite = load_suite(args.suite)
     url = database_url(args.db)
     store = Store(url, spool_folder(args.storage, suite.storage))
     states = run_campaign(suite, store, args.storage, args.address, args.num_cpus)
     print()
-    print(format_runs(runs_frame(url, suite=suite.name)))
+    print(format_runs(runs_frame(url, suite=suite.name, limit=None)))
     failed = sorted(k for k, v in states.items() if v == "failed")
     print(f"\n{len(states) - len(failed)} done, {len(failed)} failed. Open the leaderboard with:\n"
           f"  CONVBENCH_DB={url} streamlit run leaderboard/app.py")

@@ -1,4 +1,7 @@
-"""Architectures: every finished benchmark run; accuracy against cost; learning curves."""
+"""Architectures: the finished benchmark runs a page at a time; accuracy against cost; learning curves.
+
+The filters go into the queries' WHERE clauses; the database pages the table and averages the charts' points.
+"""
 from __future__ import annotations
 
 import altair as alt
@@ -6,9 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
-from leaderboard.queries import architectures_frame, histories_frame
+from leaderboard.paging import fetch_page, page_key, page_picker
+from leaderboard.queries import (
+    architecture_facets,
+    architecture_points,
+    architectures_frame,
+    histories_frame,
+)
 from leaderboard.site_data import (
-    arch_points,
     curve_metrics,
     run_label,
     with_run_labels,
@@ -22,21 +30,22 @@ TABLE_COLUMNS = {
 }
 
 
-def pick(label: str, frame: pd.DataFrame, column: str) -> list[str]:
-    options = sorted(str(v) for v in frame[column].dropna().unique())
-    return st.multiselect(label, options, default=options)
+def pick(label: str, facets: pd.DataFrame, column: str) -> list[str] | None:
+    """The values of `column` to keep; None when all are kept (no filter for the query)."""
+    options = sorted(str(v) for v in facets[column].dropna().unique())
+    chosen = st.multiselect(label, options, default=options)
+    return None if set(chosen) == set(options) else chosen
 
 
-def filtered(runs: pd.DataFrame) -> pd.DataFrame:
+def filters(facets: pd.DataFrame) -> dict[str, list[str] | None]:
     left, middle, right = st.columns(3)
     with left:
-        datasets = pick("Dataset", runs, "dataset")
+        datasets = pick("Dataset", facets, "dataset")
     with middle:
-        families = pick("Family", runs, "family")
+        families = pick("Family", facets, "family")
     with right:
-        suites = pick("Suite", runs, "suite")
-    keep = runs["dataset"].isin(datasets) & runs["family"].isin(families) & runs["suite"].isin(suites)
-    return runs[keep]
+        suites = pick("Suite", facets, "suite")
+    return {"datasets": datasets, "families": families, "suites": suites}
 
 
 def show_table(view: pd.DataFrame) -> None:
@@ -70,8 +79,7 @@ def bubble_chart(points: pd.DataFrame, x: str, x_title: str, size: str, size_tit
     return bubbles + names
 
 
-def show_cost_charts(view: pd.DataFrame) -> None:
-    points = arch_points(view[view["flops"].notna() & view["params"].notna()])
+def show_cost_charts(points: pd.DataFrame) -> None:
     if points.empty:
         st.info("No classification runs with a measured cost in this selection.")
         return
@@ -81,6 +89,7 @@ def show_cost_charts(view: pd.DataFrame) -> None:
 
 
 def show_learning_curves(url: str, view: pd.DataFrame) -> None:
+    """Curves of runs picked among those of the table's page."""
     st.subheader("Learning curves")
     labels = {job: run_label(a, d, s, job) for job, a, d, s in
               zip(view["job_id"], view["arch"], view["dataset"], view["seed"])}
@@ -100,15 +109,19 @@ def show_learning_curves(url: str, view: pd.DataFrame) -> None:
 def main() -> None:
     url = database_url()
     st.title("Architectures")
-    st.caption("Every finished benchmark run, scored on its validation split; best top-5 error first.")
-    runs = architectures_frame(url)
-    if runs.empty:
+    st.caption("The finished benchmark runs, scored on their validation split; best top-5 error first.")
+    facets = architecture_facets(url)
+    if facets.empty:
         st.info("No finished runs yet. Start one with `python -m orchestrator run --suite suites/smoke.toml`.")
         return
-    view = filtered(runs)
+    chosen = filters(facets)
+    key = page_key("architectures", *chosen.values())
+    view, page = fetch_page(key, lambda offset: architectures_frame(url, **chosen, offset=offset))
     show_table(view)
+    page_picker(key, page, view)
     st.subheader("Accuracy against cost")
-    show_cost_charts(view)
+    st.caption("One bubble per architecture and dataset: the mean over every run of the selection, not only this page.")
+    show_cost_charts(architecture_points(url, **chosen))
     show_learning_curves(url, view)
 
 

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
+from leaderboard.paging import fetch_page, page_key, page_picker
 from leaderboard.queries import (
     BOARD_PAGE,
     RUN_COLUMNS,
@@ -40,14 +41,16 @@ def display_frame(board: pd.DataFrame, task: str) -> pd.DataFrame:
 
 
 def show_validation_runs(url: str) -> None:
-    """Without a challenge there is no test board yet: show the runs' validation ranking instead."""
+    """Without a challenge there is no test board yet: show the runs' validation ranking instead, a page at a time."""
     st.info("No challenge is open yet, so there is no test-set leaderboard. Create one with "
             "`python -m leaderboard admin create-challenge`. Meanwhile, the benchmark runs by validation error:")
-    frame = runs_frame(url)
+    key = page_key("validation")
+    frame, page = fetch_page(key, lambda offset: runs_frame(url, offset=offset))
     if frame.empty:
         st.info("No finished runs yet. Start one with `python -m orchestrator run --suite suites/smoke.toml`.")
         return
     view = frame.assign(params=frame["params"] / 1e6, flops=frame["flops"] / 1e9)
+    view.insert(0, "rank", range((page - 1) * BOARD_PAGE + 1, (page - 1) * BOARD_PAGE + len(view) + 1))
     st.dataframe(view.rename(columns=RUN_COLUMNS), hide_index=True, column_config={
         "top-1 err": st.column_config.NumberColumn(format="percent"),
         "top-5 err": st.column_config.NumberColumn(format="percent"),
@@ -55,19 +58,15 @@ def show_validation_runs(url: str) -> None:
         "params": st.column_config.NumberColumn("params (M)", format="%.2f"),
         "FLOPs": st.column_config.NumberColumn("GFLOPs", format="%.3f"),
     })
+    page_picker(key, page, frame)
 
 
 def show_board(url: str, challenge: pd.Series) -> None:
     task, metric = challenge["task"], challenge["metric"]
     every = st.toggle("Every submission (not only each team's best)", value=False)
-    page_key = f"board-page-{challenge['slug']}-{'every' if every else 'best'}"
-    page = int(st.session_state.get(page_key, 1))
-    board = leaderboard(url, challenge["slug"], best_only=not every, task=task, offset=(page - 1) * BOARD_PAGE)
-    total = int(board.attrs.get("total", len(board)))
-    pages = max(1, -(-total // BOARD_PAGE))
-    if page > pages:  # the board shrank since the page was picked
-        page = st.session_state[page_key] = 1
-        board = leaderboard(url, challenge["slug"], best_only=not every, task=task)
+    key = page_key(f"board-{challenge['slug']}-{'every' if every else 'best'}")
+    board, page = fetch_page(key, lambda offset: leaderboard(url, challenge["slug"], best_only=not every, task=task,
+                                                             offset=offset))
     if board.empty:
         st.info("No submissions yet. Teams upload predictions on the Submit page.")
         return
@@ -79,11 +78,7 @@ def show_board(url: str, challenge: pd.Series) -> None:
         "submitted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "run": st.column_config.LinkColumn("provenance", display_text="run detail"),
     })
-    if pages > 1:
-        first = (page - 1) * BOARD_PAGE + 1
-        st.number_input(f"Page, of {pages}: rows {first:,}–{first + len(board) - 1:,} of {total:,} "
-                        f"({BOARD_PAGE} a page; the exports hold this page)", min_value=1, max_value=pages,
-                        key=page_key)
+    page_picker(key, page, board, note="; the exports hold this page")
     ties = int((board["vs_leader"] == "not significantly different").sum())
     if ties:
         st.caption(f"{ties} entr{'y is' if ties == 1 else 'ies are'} not significantly different from the leader: "

@@ -1,11 +1,13 @@
-"""Campaign: every job by state, per suite, with the errors of failed jobs; optionally refreshing itself."""
+"""Campaign: jobs per state and per suite, the jobs a page at a time with the errors of failed ones; optionally
+refreshing itself. The database counts (GROUP BY), filters, orders and pages; the page reads one page of jobs."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
-from leaderboard.queries import campaign_frame
+from leaderboard.paging import fetch_page, page_key, page_picker
+from leaderboard.queries import campaign_counts, campaign_frame
 from leaderboard.site_data import state_counts, suite_states
 
 REFRESH_SECONDS = (5, 10, 30, 60)
@@ -15,30 +17,34 @@ TIMES = {"created_at": "queued", "started_at": "started", "finished_at": "finish
 
 
 def show_campaign(url: str) -> None:
-    jobs = campaign_frame(url)
-    if jobs.empty:
+    counts = campaign_counts(url)
+    if counts.empty:
         st.info("No jobs yet. Start a campaign with `python -m orchestrator run --suite suites/smoke.toml`.")
         return
-    counts = state_counts(jobs)
-    for column, (state, n) in zip(st.columns(len(counts)), counts.items()):
+    per_state = state_counts(counts)
+    for column, (state, n) in zip(st.columns(len(per_state)), per_state.items()):
         column.metric(state, n)
     st.subheader("Per suite")
-    st.dataframe(suite_states(jobs), hide_index=True)
-    suites = sorted(jobs["suite"].unique())
-    states = list(counts)
+    st.dataframe(suite_states(counts), hide_index=True)
+    suites = sorted(counts["suite"].unique())
+    states = list(per_state)
     left, right = st.columns(2)
     chosen_suites = left.multiselect("Suites", suites, default=suites)
     chosen_states = right.multiselect("States", states, default=states)
-    view = jobs[jobs["suite"].isin(chosen_suites) & jobs["state"].isin(chosen_states)]
+    chosen = {"suites": None if set(chosen_suites) == set(suites) else chosen_suites,
+              "states": None if set(chosen_states) == set(states) else chosen_states}
+    key = page_key("campaign", *chosen.values())
+    view, page = fetch_page(key, lambda offset: campaign_frame(url, **chosen, offset=offset))
     st.subheader("Jobs")
     st.dataframe(view[JOB_COLUMNS], hide_index=True, column_config={
         **{c: st.column_config.DatetimeColumn(title, format="YYYY-MM-DD HH:mm:ss") for c, title in TIMES.items()},
         "wall_s": st.column_config.NumberColumn("wall s", format="%.1f"),
         "epochs_done": st.column_config.NumberColumn("epochs"),
     })
+    page_picker(key, page, view)
     failed = view[view["state"] == "failed"]
     if not failed.empty:
-        st.subheader("Failed jobs")
+        st.subheader("Failed jobs" if len(view) == view.attrs["total"] else "Failed jobs on this page")
         for _, job in failed.iterrows():
             with st.expander(f"{job['arch']} · {job['dataset']} · seed {job['seed']} · {job['job_id']}"):
                 st.code(job["error"] or "(no error recorded)", language=None)
