@@ -44,7 +44,8 @@ def gemm_rate(n: int, seconds: float) -> Callable[[], float]:
 def training_rate(arch: str, size: int, batch: int, steps: int,
                   settings: Settings) -> tuple[Callable[[], float], float]:
     """A sampler of the step's GFLOP/s, and the forward FLOPs per image it counts with."""
-    setup = convbench_setup(arch, size, batch, settings.workdir)
+    # fp32, against the fp32 peak: on a CPU with AMX convbench would train in bf16, whose peak is another roof
+    setup = convbench_setup(arch, size, batch, settings.workdir, recipe={"amp": False, "channels_last": False})
     flops = count_flops(setup.bare, size)
     batches = random_batches(steps, batch, size)
     return (lambda: convbench_epoch(setup, batches) * TRAIN_FLOPS_PER_FORWARD * flops / 1e9), flops

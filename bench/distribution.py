@@ -63,7 +63,10 @@ class Paths:
 
     def spec(self, storage: Path) -> JobSpec:
         c = self.case
-        return job_spec(c.arch, c.size, c.batch, c.steps, EPOCHS, storage, self.settings.threads)
+        # fp32 in the default layout, as the bare loop: this ratio is the cost of distribution alone; what
+        # bf16 and channels_last gain (on by default where they pay) is the training benchmark's figure.
+        return job_spec(c.arch, c.size, c.batch, c.steps, EPOCHS, storage, self.settings.threads,
+                        recipe={"amp": False, "channels_last": False})
 
     def orchestrated(self) -> float:
         storage = self.folder / f"{self.case.arch}-{next(self.counter)}"  # fresh: nothing to resume from

@@ -83,13 +83,13 @@ def convbench_setup(arch: str, size: int, batch: int, workdir: Path, recipe: dic
 
 
 def with_channels_last(s: Setup) -> Setup:
-    """The Setup as build() makes it on a GPU: model and inputs in channels_last."""
+    """The Setup with model and inputs in channels_last, as build() makes it where bf16 pays."""
     s.bare.to(memory_format=torch.channels_last)
     return replace(s, channels_last=True)
 
 
 def with_bf16(s: Setup) -> Setup:
-    """The Setup with bf16 autocast, as build() enables on a GPU."""
+    """The Setup with bf16 autocast, as build() enables where it pays (a GPU, a CPU with AMX)."""
     return replace(s, autocast=True)
 
 

@@ -1,9 +1,9 @@
-"""Training speed: convbench's training step against a plain eager PyTorch step, plus candidate defaults.
+"""Training speed: convbench's training step against a plain eager fp32 PyTorch step, plus candidate defaults.
 
-On CPU, workers.train.build enables neither channels_last nor bf16 autocast (both GPU-only) and
-torch.compile is off by default, so convbench's step is the plain step plus its bookkeeping. The
-candidates are what build() would do if those defaults changed, run through the same
-train_one_epoch; their ratios say which change would reach the target.
+On a CPU with AMX (and on a GPU) workers.train.build turns on bf16 autocast and channels_last
+(workers.context.bf16_pays); elsewhere on a CPU it runs the plain step plus its bookkeeping.
+torch.compile is off by default. The candidates are what build() would do with one default changed,
+run through the same train_one_epoch; where a candidate is already the default it measures the same.
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def test_resnet18_learns_synthetic_and_a_linear_model_does_not(tmp_path):
     torch.set_num_threads(2)
     # 32 px images seen at 64 px: ResNet's ImageNet stem divides its input by 4 at once, and at 32 px the
     # last stage sees 1 x 1, which learns these shapes slowly (84% after 10 epochs); at 64 px, ResNet's own
-    # learning rate (0.1 per 256) reaches 98.3% in 5 epochs (measured).
+    # learning rate (0.1 per 256) reaches 98% in 5 epochs (measured: 98.3% in fp32, 98.0% with bf16 on AMX).
     spec = spec_for(tmp_path, options=SYNTHETIC | {"train_per_class": 300}, input_size=64, epochs=5, lr=0.1)
     result = train_classifier(spec, RunContext(job_id=spec.job_id, storage=spec.folder))
     assert result["top1_err"] <= 0.10, result["history"]
@@ -68,6 +68,20 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     assert result["history"][0] == first_history[0]  # the first epoch's metrics carried over, not recomputed
     assert "resumed from epoch_0001.pt at epoch 1" in (spec.folder / "log.txt").read_text()
+
+
+def test_bf16_and_channels_last_follow_the_hardware_and_the_recipe(tmp_path):
+    from workers.context import bf16_pays
+
+    torch.set_num_threads(2)
+    options = {"num_classes": 3, "image_size": 32, "train_per_class": 4, "val_per_class": 2, "test_per_class": 2}
+    default = spec_for(tmp_path / "default", options=options, epochs=1, batch_size=4)
+    off = spec_for(tmp_path / "off", options=options, epochs=1, batch_size=4, amp=False, channels_last=False)
+    found = {name: train_classifier(spec, RunContext(job_id=spec.job_id, storage=spec.folder))["metrics"]
+             for name, spec in (("default", default), ("off", off))}
+    pays = bf16_pays(torch.device("cpu"))  # this machine's CPU has AMX: on; a CPU without it: off
+    assert (found["default"]["bf16_autocast"], found["default"]["channels_last"]) == (pays, pays)
+    assert (found["off"]["bf16_autocast"], found["off"]["channels_last"]) == (False, False)
 
 
 def test_test_predictions_are_top5_in_submission_format_without_labels(tmp_path):

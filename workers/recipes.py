@@ -31,8 +31,8 @@ class Recipe:
     eval_crop: float = 0.875  # centre crop after resizing to size / eval_crop (224 of 256)
     ten_crop: bool = False  # evaluate on 10 crops (AlexNet/VGG style)
     max_steps_per_epoch: int = 0  # 0: whole epochs; else a fixed budget of steps (smoke runs)
-    amp: bool = True  # bf16 autocast on GPU
-    channels_last: bool = True  # on GPU
+    amp: bool = True  # bf16 autocast where it pays: a GPU, or a CPU with AMX (workers.context.bf16_pays)
+    channels_last: bool = True  # likewise
     compile: bool = False  # torch.compile the model
     num_workers: int = 0  # data loader processes
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.transforms import v2
 
 from workers import provenance
-from workers.context import RunContext
+from workers.context import RunContext, bf16_pays
 from workers.datasets import Splits, load_dataset
 from workers.jobs import JobSpec
 from workers.metrics import TOP_K, TopKCounter
@@ -85,9 +85,9 @@ def build(spec: JobSpec, ctx: RunContext) -> Setup:
     recipe = Recipe().override(spec.recipe)
     torch.manual_seed(spec.seed)
     data = load_dataset(spec.dataset, spec.dataset_options)
-    on_gpu = ctx.device.type == "cuda"
+    fast = bf16_pays(ctx.device)
     bare = get_arch(spec.arch).build(data.num_classes, spec.input_size, recipe.dropout).to(ctx.device)
-    channels_last = on_gpu and recipe.channels_last
+    channels_last = fast and recipe.channels_last
     if channels_last:
         bare = bare.to(memory_format=torch.channels_last)
     model = ctx.ddp(bare)
@@ -95,7 +95,7 @@ def build(spec: JobSpec, ctx: RunContext) -> Setup:
         model = torch.compile(model)
     optimizer = torch.optim.SGD(bare.parameters(), lr=recipe.scaled_lr(), momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
-    return Setup(model, bare, optimizer, recipe, data, ctx.device, on_gpu and recipe.amp, channels_last)
+    return Setup(model, bare, optimizer, recipe, data, ctx.device, fast and recipe.amp, channels_last)
 
 
 def to_device(s: Setup, images: torch.Tensor) -> torch.Tensor:
@@ -222,7 +222,8 @@ def train_classifier(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     if not ctx.is_main:
         return result
     test_loader = DataLoader(Transformed(s.data.test, eval_transform(size, recipe)), batch)
-    result["metrics"].update({"ten_crop": recipe.ten_crop, "val_images": len(s.data.val), "train_images": len(s.data.train)})
+    result["metrics"].update({"ten_crop": recipe.ten_crop, "bf16_autocast": s.autocast, "channels_last": s.channels_last,
+                              "val_images": len(s.data.val), "train_images": len(s.data.train)})
     result.update({
         "predictions": predict_test(s, test_loader, ctx),
         "params": count_params(s.bare), "flops": count_flops(s.bare, size), "input_size": size,
