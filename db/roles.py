@@ -35,6 +35,7 @@ RUNNER_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "teams": (),  # token hashes
     "submissions": (),
     "held_labels": (),  # the invariant: the runners cannot select the test labels
+    "throttles": (),
     VERSION_TABLE: ("SELECT",),  # the orchestrator checks the schema is at head before it writes
 }
 SITE_PRIVILEGES: dict[str, tuple[str, ...]] = {
@@ -45,6 +46,7 @@ SITE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "teams": ("SELECT", "INSERT", "UPDATE (created_at)"),
     "submissions": ("SELECT", "INSERT"),
     "held_labels": ("SELECT",),  # the scorer reads them; no page shows them
+    "throttles": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # failed tokens and rejected uploads, counted
     VERSION_TABLE: ("SELECT",),
 }
 

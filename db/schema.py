@@ -67,7 +67,10 @@ class Run(Base):
     node: Mapped[str | None] = mapped_column(String(128))
     launcher: Mapped[str | None] = mapped_column(String(32))
     checkpoint: Mapped[str | None] = mapped_column(Text)
-    log_path: Mapped[str | None] = mapped_column(Text)
+    log_path: Mapped[str | None] = mapped_column(Text)  # where the worker wrote it; shown, never opened by the site
+    # The log's tail as data the system owns: the driver reads it from inside the storage root and stores it
+    # here, capped, so the site never opens a path taken from a row.
+    log_text: Mapped[str | None] = mapped_column(Text)
 
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -90,6 +93,19 @@ class Challenge(Base):
     quota: Mapped[int] = mapped_column(Integer, default=2)
     window_days: Mapped[float] = mapped_column(Float, default=7.0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Throttle(Base):
+    """Failed attempts per (scope, key): a wrong token, a rejected upload. In the database so that every
+    server process and replica sees the same counts, and a new browser session resets nothing."""
+
+    __tablename__ = "throttles"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # e.g. "auth", "rejected-upload"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # e.g. a client address, a token hash prefix
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class HeldLabel(Base):
