@@ -31,8 +31,8 @@ DETECTION_COLUMNS = ("job_id", "arch", "dataset", "suite", "seed", "map50", "map
 RECORD_COLUMNS = ("job_id", "suite", "task", "arch", "family", "dataset", "seed", "state", "error", "attempts",
                   "epochs_done", "top1_err", "top5_err", "map50", "map_coco", "metrics", "history", "params", "flops",
                   "input_size", "train_ips", "eval_ips", "wall_s", "peak_mem_mb", "config", "git_commit", "versions",
-                  "hardware", "node", "launcher", "checkpoint", "log_path", "created_at", "started_at",
-                  "finished_at")
+                  "hardware", "node", "launcher", "checkpoint", "log_path", "log_text", "created_at", "started_at",
+                  "finished_at")  # log_path is shown only; log_text is the log
 SUBMISSION_COLUMNS = ("submission_id", "team", "official", "label", "run_id", "arch", "family", "params", "flops",
                       "input_size", "primary_score", "scores", "created_at")
 TIME_COLUMNS = ("created_at", "started_at", "finished_at")

@@ -3,20 +3,23 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import ray
+from sqlalchemy.exc import DBAPIError
 
 from orchestrator import scheduler
 from orchestrator.baselines import submit_baseline
 from orchestrator.progress import ProgressTable
-from orchestrator.store import Store, now
+from orchestrator.store import Store, Written, now, parse_time
 from orchestrator.suite import Suite
 from workers.jobs import JobSpec
 
 log = logging.getLogger("convbench.campaign")
+CATCH_UP_S = 5.0  # while the database is away, how often the loop tries to write what it missed
 
 
 @dataclass
@@ -30,9 +33,13 @@ class Plan:
         return [j for j in self.jobs if j.job_id not in self.done and j.job_id not in self.recovered]
 
 
+def storage_root(suite: Suite, storage: str | None) -> Path:
+    """The absolute storage root, so every node and the driver agree on it."""
+    return Path(storage or suite.storage).expanduser().resolve()
+
+
 def with_storage(suite: Suite, storage: str | None) -> list[JobSpec]:
-    """The suite's jobs with an absolute storage root, so every node and the driver agree on it."""
-    root = str(Path(storage or suite.storage).expanduser().resolve())
+    root = str(storage_root(suite, storage))
     return [replace(job, storage=root) for job in suite.jobs()]
 
 
@@ -42,50 +49,105 @@ def make_plan(store: Store, jobs: list[JobSpec]) -> Plan:
     return Plan(jobs, done, recovered)
 
 
+def submit_baselines(store: Store, written: Written) -> None:
+    for spec, result in written:
+        submit_baseline(store.url, spec, result)
+
+
+def record_done(store: Store, root: Path, job: JobSpec, result: dict[str, Any]) -> None:
+    if store.record(job, result, scheduler.read_job_log(root, job)):
+        submit_baseline(store.url, job, result)
+
+
+def note_starts(store: Store, snapshot: dict[str, dict[str, Any]], seen: dict[str, int], states: dict[str, str]) -> None:
+    """Records each job's start, and each further start (a retry, a restart) as its attempt count."""
+    for job_id, report in snapshot.items():
+        attempt = report.get("attempt") or 1
+        if job_id in states or seen.get(job_id, 0) >= attempt:
+            continue  # finished, or this start is recorded already
+        fields: dict[str, Any] = {"attempts": attempt, "node": report.get("node")}
+        if job_id not in seen:  # the worker's clock: a state kept through an outage is written later
+            fields["started_at"] = parse_time(report.get("started_at")) or now()
+        seen[job_id] = attempt
+        store.set_state(job_id, "running", **fields)
+
+
 def run_campaign(suite: Suite, store: Store, storage: str | None = None, address: str | None = None,
                  num_cpus: int | None = None, out: TextIO = sys.stdout, refresh_s: float = 1.0) -> dict[str, str]:
     """Runs what is missing of the suite; returns each job's final state. Failed jobs do not stop the rest."""
-    store.prepare()
+    submit_baselines(store, store.prepare())
+    root = storage_root(suite, storage)
     plan = make_plan(store, with_storage(suite, storage))
     states = {j.job_id: "done" for j in plan.jobs if j.job_id in plan.done}
     for job in plan.jobs:
         if job.job_id in plan.recovered:
-            result = scheduler.saved_result(job)
-            if store.record(job, result):
-                submit_baseline(store.url, job, result)
+            record_done(store, root, job, scheduler.saved_result(job))
             states[job.job_id] = "done"
     todo = plan.to_run
     print(f"suite {suite.name}: {len(plan.jobs)} jobs, {len(plan.done) + len(plan.recovered)} already done, "
           f"{len(todo)} to run", file=out, flush=True)
-    if not todo:
-        return states
+    if todo:
+        run_jobs(store, root, todo, states, address, num_cpus, out, refresh_s)
+    settle(store, out)
+    return states
 
+
+def run_jobs(store: Store, root: Path, todo: list[JobSpec], states: dict[str, str], address: str | None,
+             num_cpus: int | None, out: TextIO, refresh_s: float) -> None:
     store.queue(todo)
     scheduler.connect(address, num_cpus)
     board = scheduler.ProgressBoard.remote()
     pending = {scheduler.submit(job, board): job for job in todo}
     table = ProgressTable(todo, out)
-    running: set[str] = set()
+    seen: dict[str, int] = {}
+    last_catch_up = time.monotonic()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=refresh_s, fetch_local=True)
         snapshot = ray.get(board.snapshot.remote())
-        for job_id in snapshot.keys() - running:
-            running.add(job_id)
-            store.set_state(job_id, "running", started_at=now(), node=snapshot[job_id].get("node"))
+        note_starts(store, snapshot, seen, states)
         for ref in ready:
             job = pending.pop(ref)
             try:
                 result = ray.get(ref)
             except (ray.exceptions.RayError, Exception) as exc:  # noqa: BLE001 - any job failure is recorded, not raised
                 error = scheduler.describe_error(exc)
-                store.set_state(job.job_id, "failed", error=error, finished_at=now())
+                store.set_state(job.job_id, "failed", error=error, finished_at=now(),
+                                log_text=scheduler.read_job_log(root, job))
                 states[job.job_id] = "failed"
                 table.finish(job.job_id, "failed", error=error)
                 continue
-            if store.record(job, result):
-                submit_baseline(store.url, job, result)
+            record_done(store, root, job, result)
             states[job.job_id] = "done"
             table.finish(job.job_id, "done", result=result)
+        if store.behind and time.monotonic() - last_catch_up > CATCH_UP_S:
+            submit_baselines(store, store.catch_up())
+            last_catch_up = time.monotonic()
         table.update(snapshot)
     table.close()
-    return states
+
+
+def settle(store: Store, out: TextIO) -> None:
+    """Before the driver exits: writes what an outage held back, waiting out the retries once; says what is left."""
+    if not store.behind:
+        return
+    submit_baselines(store, store.catch_up(store.retries))
+    spooled, unsaved = len(store.spooled()), len(store.unsaved)
+    if spooled or unsaved:
+        print(f"the database is unreachable: {spooled} results are kept in {store.spool} and {unsaved} job states "
+              f"are not recorded; the next run writes the results", file=out, flush=True)
+
+
+def print_board(store: Store, suite: str, out: TextIO = sys.stdout) -> bool:
+    """Prints the suite's finished runs, best first; when the database is away, says so in one line instead."""
+    from leaderboard.queries import format_runs, runs_frame
+
+    try:
+        board = format_runs(runs_frame(store.url, suite=suite, limit=None))
+    except DBAPIError as exc:
+        reason = exc.orig.__class__.__name__ if exc.orig is not None else exc.__class__.__name__
+        kept = len(store.spooled())
+        print(f"\ncould not print the leaderboard: the database is unreachable ({reason})"
+              + (f"; {kept} results are kept in {store.spool} for the next run" if kept else ""), file=out, flush=True)
+        return False
+    print(f"\n{board}", file=out, flush=True)
+    return True

@@ -9,13 +9,20 @@ Two launchers share one training loop (workers.jobs.TASKS):
   NCCL on GPU), restarted by FailureConfig, resuming from the same checkpoint folder.
 
 Either way the result is also written to `result.json` in the job's folder, so a driver that
-died after a job finished finds the result there instead of training again.
+died after a job finished finds the result there instead of training again. Each start of a job
+(a first run, a Ray retry, a TorchTrainer restart, a resumed re-run) is numbered in the folder's
+`attempts` file, reported to the driver and recorded with the result.
+
+The driver reads a job's log itself, at <its own storage root>/<the job's folder name>/log.txt, never
+from a path that a result or a row carries: a log that resolves outside the root is not read.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,9 @@ import ray
 from workers.jobs import JobSpec
 
 RESULT_FILE = "result.json"
+ATTEMPTS_FILE = "attempts"
+LOG_FILE = "log.txt"
+LOG_CAP_BYTES = 200_000  # a log's tail in the database: its end says how the job finished
 LAUNCHERS = ("task", "trainer")
 
 
@@ -56,6 +66,55 @@ def saved_result(spec: JobSpec) -> dict[str, Any] | None:
         return None  # torn by a kill mid-write: the job runs again from its checkpoint
 
 
+def _read_tail(path: Path, cap: int) -> str | None:
+    """The last `cap` bytes of a regular file, opened without following a link; None for anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # NONBLOCK: a FIFO must not hang the driver
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        size = info.st_size
+        f.seek(max(0, size - cap))
+        data = f.read(cap)
+    text = data.decode("utf-8", errors="replace").replace("\x00", "")  # PostgreSQL text holds no NUL
+    if size > cap:
+        text = f"[log truncated: the last {cap:,} of {size:,} bytes]\n" + text
+    return text
+
+
+def read_job_log(root: str | Path, spec: JobSpec, cap: int = LOG_CAP_BYTES) -> str | None:
+    """The job's log as text to store, capped to its tail; None if there is none inside `root`.
+
+    The path is the driver's own: `root`/<the spec's folder name>/log.txt. Symlinks and `..` are resolved
+    first, and a log that resolves outside `root` (a link planted on a shared volume) is refused.
+    """
+    base = Path(root).expanduser().resolve()
+    try:
+        path = (base / spec.folder.name / LOG_FILE).resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        return None
+    if not path.is_relative_to(base):
+        return None
+    return _read_tail(path, cap)
+
+
+def count_attempt(spec: JobSpec) -> int:
+    """Numbers this start of the job in its folder's attempts file; returns the number (1 for the first)."""
+    path = spec.folder / ATTEMPTS_FILE
+    try:
+        before = int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        before = 0
+    spec.folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(before + 1))
+    tmp.replace(path)
+    return before + 1
+
+
 def _save_result(spec: JobSpec, result: dict[str, Any]) -> None:
     path = spec.folder / RESULT_FILE
     tmp = path.with_suffix(".tmp")
@@ -71,7 +130,8 @@ class ProgressBoard:
         self.latest: dict[str, dict[str, Any]] = {}
 
     def report(self, metrics: dict[str, Any]) -> None:
-        self.latest[metrics["job_id"]] = metrics
+        # Merged, so an epoch's report keeps the attempt and node the start reported.
+        self.latest[metrics["job_id"]] = {**self.latest.get(metrics["job_id"], {}), **metrics}
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return dict(self.latest)
@@ -83,15 +143,21 @@ def _context(spec: JobSpec, board: Any, rank: int = 0, world_size: int = 1, cls:
     from workers.context import RunContext, pick_device
 
     node = ray.get_runtime_context().get_node_id()
-    board.report.remote({"job_id": spec.job_id, "state": "running", "node": node})
+    attempt = count_attempt(spec) if rank == 0 else 0  # one number per start of the job, not per rank
+    if rank == 0:
+        board.report.remote({"job_id": spec.job_id, "state": "running", "node": node, "attempt": attempt,
+                             "started_at": datetime.now(timezone.utc).isoformat()})
     ctx = (cls or RunContext)(job_id=spec.job_id, storage=spec.folder, rank=rank, world_size=world_size,
                               device=pick_device(spec.uses_gpu), on_report=lambda m: board.report.remote(m))
-    ctx.log(f"attempt started: pid {os.getpid()} on node {node} as rank {rank} of {world_size}")
-    return ctx, node, torch
+    ctx.log(f"attempt started: pid {os.getpid()} on node {node} as rank {rank} of {world_size}"
+            + (f", attempt {attempt}" if rank == 0 else ""))
+    return ctx, node, torch, attempt
 
 
-def _finish(spec: JobSpec, result: dict[str, Any], node_id: str, launcher: str) -> dict[str, Any]:
-    result = {**result, "node": f"{result.get('node') or ''}/{node_id[:12]}", "launcher": launcher}
+def _finish(spec: JobSpec, result: dict[str, Any], node_id: str, launcher: str, attempt: int) -> dict[str, Any]:
+    # finished_at: when the job finished here, which the database keeps even if the row is written later.
+    result = {"finished_at": datetime.now(timezone.utc).isoformat(), **result,
+              "node": f"{result.get('node') or ''}/{node_id[:12]}", "launcher": launcher, "attempts": attempt}
     _save_result(spec, result)
     return result
 
@@ -103,9 +169,9 @@ def run_as_task(spec_dict: dict[str, Any], board: Any) -> dict[str, Any]:
     from workers.jobs import TASKS
 
     spec = JobSpec.from_dict(spec_dict)
-    ctx, node_id, torch = _context(spec, board)
+    ctx, node_id, torch, attempt = _context(spec, board)
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
-    return _finish(spec, TASKS[spec.task](spec, ctx), node_id, "task")
+    return _finish(spec, TASKS[spec.task](spec, ctx), node_id, "task", attempt)
 
 
 def _train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -116,12 +182,12 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
     spec = JobSpec.from_dict(config["spec"])
     train_ctx = ray.train.get_context()
-    ctx, node_id, torch = _context(spec, config["board"], train_ctx.get_world_rank(), train_ctx.get_world_size(),
-                                   RayTrainContext)
+    ctx, node_id, torch, attempt = _context(spec, config["board"], train_ctx.get_world_rank(),
+                                            train_ctx.get_world_size(), RayTrainContext)
     torch.set_num_threads(max(1, int(spec.resources.cpus)))
     result = TASKS[spec.task](spec, ctx)
     if ctx.is_main:
-        _finish(spec, result, node_id, "trainer")
+        _finish(spec, result, node_id, "trainer", attempt)
 
 
 @ray.remote(num_cpus=0, max_retries=0)

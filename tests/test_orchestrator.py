@@ -1,12 +1,14 @@
 """The orchestrator under faults: a killed worker, a killed driver, a database that went away, two nodes."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -71,7 +73,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint_with_one_result(ray_head, t
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     (run,) = runs_in(url)
-    assert run.state == "done" and run.epochs_done == 4
+    assert run.state == "done" and run.epochs_done == 4 and run.attempts == 2  # the killed start and the retry
     assert [h["epoch"] for h in run.history] == [1, 2, 3, 4]
     text = log.read_text()
     assert len(re.findall(r"attempt started", text)) == 2
@@ -129,8 +131,12 @@ def test_results_survive_a_database_that_went_away(ray_head, pg_url, tmp_path):
     spooled = list((storage / "_pending_results").glob("*.json"))
     assert len(spooled) == 2, out
     assert "kept in" in out
+    # Still away at the end: one line says so, the board's query does not crash the driver.
+    assert "Traceback" not in out and "could not print the leaderboard: the database is unreachable" in out, out
+    assert proc.returncode == 0, out
     assert not [r for r in runs_in(pg_url) if r.state == "done"]
 
+    rerun_started = datetime.now(UTC)
     rerun = driver(suite, pg_url, storage, ray_head.address, ray_head.env)
     out, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, out
@@ -138,6 +144,10 @@ def test_results_survive_a_database_that_went_away(ray_head, pg_url, tmp_path):
     rows = runs_in(pg_url)
     assert len(rows) == 2 and all(r.state == "done" and r.top1_err is not None for r in rows)
     assert not list((storage / "_pending_results").glob("*.json"))
+    for run in rows:  # written by the rerun, dated by the worker that finished it
+        result = json.loads((Path(run.log_path).parent / "result.json").read_text())
+        assert run.finished_at == datetime.fromisoformat(result["finished_at"]) < rerun_started
+        assert run.attempts == 1 and "attempt started" in run.log_text
     admin.dispose()
 
 
@@ -171,6 +181,7 @@ def test_a_multi_worker_job_runs_ddp_through_torchtrainer(ray_head, tmp_path):
     assert proc.returncode == 0, out
     (run,) = runs_in(url)
     assert run.state == "done" and run.launcher == "trainer" and run.epochs_done == 2
+    assert run.attempts == 1  # one start of the job, not one per rank
     assert 0 <= run.top5_err <= run.top1_err <= 1
     log = (Path(run.checkpoint).parent.parent / "log.txt").read_text()
     assert "rank 0 of 2" in log
@@ -264,4 +275,5 @@ def test_a_failing_job_is_marked_failed_and_the_campaign_goes_on(ray_head, tmp_p
     assert by_dataset["synthetic"].state == "done"
     failed = by_dataset["imagefolder"]
     assert failed.state == "failed" and "DatasetError" in failed.error and str(missing) in failed.error
+    assert failed.attempts == 1 and "attempt started" in failed.log_text  # a failed job's log is kept too
     assert "1 done, 1 failed" in out

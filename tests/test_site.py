@@ -81,7 +81,7 @@ def provenance(tmp: Path, arch: str) -> dict:
     (folder / "checkpoint_3.pt").write_bytes(b"")
     return {"git_commit": "0f1e2d3c4b5a69788796a5b4c3d2e1f0a1b2c3d4", "versions": {"torch": "2.14.1", "python": "3.11.9"},
             "hardware": "Test CPU, 2 threads", "node": f"node-{arch}", "launcher": "task",
-            "checkpoint": str(folder / "checkpoint_3.pt"), "log_path": str(log)}
+            "checkpoint": str(folder / "checkpoint_3.pt"), "log_path": str(log), "log_text": log.read_text()}
 
 
 def classification_run(tmp: Path, arch: str, family: str, params: int, flops: float, top1: float,
