@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from bench import report
+from db.engine import DatabaseError, check_url, safe_url
 from bench.environment import describe
 from bench.harness import Outcome, Settings, run_benchmarks
 from bench.registry import BENCHMARKS, DESCRIPTIONS
@@ -48,6 +49,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="PostgreSQL server for the leaderboard benchmark; a fresh database is created and "
                              "dropped there (default %(default)s)")
     args = parser.parse_args(argv)
+    try:
+        check_url(args.pg_url)
+    except DatabaseError as exc:
+        parser.error(f"--pg-url: {exc}")
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats: at least 1")
     if args.warmup < 0:
@@ -60,6 +65,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--only: unknown benchmark {unknown[0]!r}; known: {', '.join(BENCHMARKS)}")
     args.names = names or list(BENCHMARKS)
     return args
+
+
+def public_argv(argv: list[str]) -> list[str]:
+    """The command line as it may be saved: a URL's password (of --pg-url) shown as ***."""
+    return [_public_arg(arg) for arg in argv]
+
+
+def _public_arg(arg: str) -> str:
+    name, sep, value = arg.partition("=")
+    if sep and name.startswith("--") and "://" in value:  # --pg-url=postgresql://...
+        return f"{name}={safe_url(value)}"
+    return safe_url(arg) if "://" in arg else arg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                             threads=args.threads, workdir=Path(workdir), pg_url=args.pg_url)
 
         def save(so_far: Outcome) -> None:
-            report.write_json(args.json, report.document(so_far, settings, environment, argv))
+            report.write_json(args.json, report.document(so_far, settings, environment, public_argv(argv)))
 
         outcome = run_benchmarks({name: BENCHMARKS[name] for name in args.names}, settings,
                                  after_each=save if args.json else None)

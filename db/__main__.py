@@ -6,7 +6,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from db.engine import URL_ENV, create_schema, database_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.engine import (URL_ENV, DatabaseError, check_url, create_schema, database_url, describe_error,
+                       open_database, safe_url, upgrade_hint)
 
 DB_HELP = f"database URL (default: ${URL_ENV} or sqlite:///convbench.db)"
 
@@ -29,8 +32,8 @@ def pending_diffs(url: str) -> list:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    url = create_schema(database_url(args.db))
-    print(f"{_safe(url)}: at the newest schema")
+    url = create_schema(open_database(args.db, create=True))
+    print(f"{safe_url(url)}: at the newest schema")
     return 0
 
 
@@ -53,21 +56,21 @@ def revisions(url: str) -> tuple[str | None, str | None]:
 def cmd_check(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         # Without --db, the migrations are run on a scratch SQLite file, so a check needs no server.
-        url = args.db or create_schema(f"sqlite:///{Path(scratch) / 'check.db'}")
+        url = open_database(args.db) if args.db else create_schema(f"sqlite:///{Path(scratch) / 'check.db'}")
         current, head = revisions(url)
         if current != head:
             # Compared now, every later migration would read as a model change.
-            print(f"{_safe(url)}: at revision {current}, not at head {head}: run `python -m db upgrade` first",
+            print(f"{safe_url(url)}: at revision {current}, not at head {head}: run {upgrade_hint(url)} first",
                   file=sys.stderr)
             return 1
         diffs = pending_diffs(url)
     if diffs:
-        print(f"{_safe(url)}: the models differ from the migrated schema; add a migration "
+        print(f"{safe_url(url)}: the models differ from the migrated schema; add a migration "
               "(alembic revision --autogenerate) for:", file=sys.stderr)
         for diff in diffs:
             print(f"  {diff}", file=sys.stderr)
         return 1
-    print(f"{_safe(url)}: the migrations match the models")
+    print(f"{safe_url(url)}: the migrations match the models")
     return 0
 
 
@@ -75,10 +78,11 @@ def cmd_grant(args: argparse.Namespace) -> int:
     from db.roles import RUNNER_PRIVILEGES, SITE_PRIVILEGES, RoleSpec, grant_roles, password_from_env
 
     url = database_url(args.db)
-    if url.startswith("sqlite"):
+    if check_url(url).get_backend_name() == "sqlite":
         print("roles do not apply to SQLite: whoever can open the file can read all of it; "
               "use PostgreSQL to keep the held labels from the runners")
         return 0
+    open_database(url)
     try:
         roles = [RoleSpec(args.runner_role, RUNNER_PRIVILEGES, password_from_env(args.runner_password_env)),
                  RoleSpec(args.site_role, SITE_PRIVILEGES, password_from_env(args.site_password_env))]
@@ -88,12 +92,6 @@ def cmd_grant(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _safe(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,7 +128,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # past the checks: the database failed mid-way; one line, no SQL, no password
+        url = database_url(args.db)
+        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.engine import DatabaseError, database_url, describe_error, safe_url
 from leaderboard import admin
 from leaderboard.errors import LeaderboardError
 
@@ -31,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except LeaderboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # past the checks: the database failed mid-way; one line, no SQL, no password
+        url = database_url(getattr(args, "db", None))
+        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
         return 1
 
 

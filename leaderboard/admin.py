@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import socket
 import sys
 import tomllib
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from db.engine import DEFAULT_URL, URL_ENV, create_schema, database_url, session_scope
+from db.engine import DEFAULT_URL, URL_ENV, create_schema, open_database, session_scope
 from db.schema import Challenge, Submission, Team
 from leaderboard import scoring
 from leaderboard.challenges import create_challenge, list_challenges
@@ -109,7 +111,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    result = submit(args.db, token, args.challenge, data, path.name, label=args.label)
+    result = submit(args.db, token, args.challenge, data, path.name, label=args.label, throttle_key=cli_client())
     print(format_scores(result.scores))
     if result.quota_left is None:
         print("quota: official team, not bound")
@@ -117,6 +119,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
         when = f"; next slot {result.next_slot_at:%Y-%m-%d %H:%M:%S} UTC" if result.next_slot_at else ""
         print(f"submission {result.submission_id} recorded; submissions left in this window: {result.quota_left}{when}")
     return 0
+
+
+def cli_client() -> str:
+    """The throttle's name for this command line's caller: wrong tokens from it are counted together."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid with no passwd entry
+        user = str(os.getuid())
+    return f"cli:{user}@{socket.gethostname()}"
 
 
 def format_scores(scores: dict[str, Any]) -> str:
@@ -201,6 +212,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     admin.set_defaults(prepare=prepare)
 
 
+CREATES = (cmd_create_challenge, cmd_create_team)  # the commands that may start a new database
+
+
 def prepare(args: argparse.Namespace) -> None:
-    """Every admin command works on an up-to-date schema."""
-    args.db = create_schema(database_url(args.db))
+    """Every admin command works on an up-to-date schema, of a database that exists unless it creates things.
+
+    Listing, revoking or submitting against a mistyped SQLite path must say so, not make an empty file.
+    """
+    args.db = create_schema(open_database(args.db, create=args.func in CREATES))

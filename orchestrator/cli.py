@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shlex
 import sys
 
-from db.engine import database_url
-from orchestrator.campaign import make_plan, run_campaign, with_storage
-from orchestrator.scheduler import launcher_for
-from orchestrator.store import Store
-from orchestrator.suite import load_suite
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.engine import URL_ENV, DatabaseError, database_url, describe_error, has_password, open_database, program, \
+    safe_url, shown_path
 from workers.typed import ConfigError
+
+# The orchestrator's modules (Ray, torch: seconds to import) are imported by the commands, after a
+# password has been moved off the command line (see `reexec_without_password`).
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -41,8 +45,15 @@ def spool_folder(storage: str | None, suite_storage: str) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    # A plan only reads: a mistyped SQLite path is an error, not a new empty database with everything "to run".
+    url = open_database(args.db)
+    from orchestrator.campaign import make_plan, with_storage
+    from orchestrator.scheduler import launcher_for
+    from orchestrator.store import Store
+    from orchestrator.suite import load_suite
+
     suite = load_suite(args.suite)
-    store = Store(database_url(args.db), spool_folder(args.storage, suite.storage))
+    store = Store(url, spool_folder(args.storage, suite.storage))
     store.prepare()
     plan = make_plan(store, with_storage(suite, args.storage))
     print(f"{'job':<22} {'task':<15} {'arch':<14} {'dataset':<12} seed  size  resources{'':<18} state")
@@ -57,18 +68,60 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from leaderboard.queries import format_runs, runs_frame
+    from orchestrator.campaign import print_board, run_campaign
+    from orchestrator.store import Store
+    from orchestrator.suite import load_suite
 
     suite = load_suite(args.suite)
-    url = database_url(args.db)
+    url = open_database(args.db, create=True)
     store = Store(url, spool_folder(args.storage, suite.storage))
     states = run_campaign(suite, store, args.storage, args.address, args.num_cpus)
-    print()
-    print(format_runs(runs_frame(url, suite=suite.name, limit=None)))
+    print_board(store, suite.name)  # one line, not a traceback, when the database is away
     failed = sorted(k for k, v in states.items() if v == "failed")
-    print(f"\n{len(states) - len(failed)} done, {len(failed)} failed. Open the leaderboard with:\n"
-          f"  CONVBENCH_DB={url} streamlit run leaderboard/app.py")
+    print(f"\n{len(states) - len(failed)} done, {len(failed)} failed. {leaderboard_hint(url)}")
     return 1 if failed else 0
+
+
+def leaderboard_hint(url: str) -> str:
+    """How to open the site on this database: a command that runs as printed from the working directory.
+
+    A URL with a password is never printed (this lands in job logs): the user sets $CONVBENCH_DB instead.
+    """
+    app = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "leaderboard", "app.py")
+    command = f"{program('streamlit')} run {shown_path(app)}"
+    if not has_password(url):
+        return f"Open the leaderboard with:\n  {URL_ENV}={shlex.quote(url)} {command}"
+    return (f"Open the leaderboard with ${URL_ENV} set to the database's URL ({safe_url(url)}; "
+            f"its password is not printed):\n  {command}")
+
+
+def password_off_the_command_line(argv: list[str], url: str | None) -> list[str] | None:
+    """`argv` without its --db when that URL holds a password; None when there is nothing to hide."""
+    if not url or not has_password(url):
+        return None
+    kept = []
+    for arg in argv:
+        if arg == url and kept and kept[-1].startswith("--d"):  # `--db URL` (or an abbreviation of --db)
+            kept.pop()
+        elif not (arg.startswith("--d") and arg.endswith(f"={url}")):  # `--db=URL`
+            kept.append(arg)
+    return kept
+
+
+def reexec_without_password(argv: list[str], url: str | None) -> None:
+    """Runs this command again with a --db password moved into $CONVBENCH_DB; returns if there is none.
+
+    Ray records a driver's command line (/proc/PID/cmdline) as its job's entrypoint, shown on the
+    dashboard, and `ps` shows it to every user: a password in --db would be on both for the whole run.
+    """
+    kept = password_off_the_command_line(argv, url)
+    if kept is None:
+        return
+    # `python -m orchestrator` or the `convbench` script, with this interpreter's path so it finds the same venv
+    launcher = [sys.executable, *sys.orig_argv[1:len(sys.orig_argv) - len(argv)]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [*launcher, *kept], {**os.environ, URL_ENV: url})
 
 
 COMMANDS = {"run": cmd_run, "plan": cmd_plan}
@@ -77,11 +130,17 @@ COMMANDS = {"run": cmd_run, "plan": cmd_plan}
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parser().parse_args(argv)
+    if argv is None:  # this process's own command line; a caller's list is not on it
+        reexec_without_password(sys.argv[1:], args.db)
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as exc:
+    except (ConfigError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:  # past the checks: the database failed mid-way; one line, no SQL, no password
+        url = database_url(args.db)
+        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

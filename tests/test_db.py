@@ -80,6 +80,7 @@ def test_check_fails_when_the_database_differs_from_the_models(empty_url: str, c
 
 
 def test_check_asks_for_an_upgrade_before_comparing(sqlite_url: str, capsys) -> None:
+    Path(make_url(sqlite_url).database).touch()  # an existing database with no schema (check creates none)
     assert main(["check", "--db", sqlite_url]) == 1
     assert "not at head" in capsys.readouterr().err
 
