@@ -3,7 +3,12 @@
 The count and the insert happen in one transaction that holds a lock: the team's row
 (SELECT ... FOR UPDATE) on PostgreSQL, the database's write lock (BEGIN IMMEDIATE) on SQLite.
 So concurrent uploads from one team are serialised and cannot exceed the quota. A file that
-fails validation never reaches that transaction and costs nothing.
+fails validation never reaches that transaction and costs no quota; it counts against a separate,
+generous throttle (leaderboard.throttle.REJECTED_UPLOADS) per team and per client address.
+
+Time is the database server's (leaderboard.throttle.server_now), read inside the locked transaction:
+a submitting process whose clock is wrong can neither stamp its rows into the past nor move the
+window. `now=` overrides it only for tests and an operator's backfill.
 """
 from __future__ import annotations
 
@@ -17,10 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from db.engine import database_url, make_sessionmaker
-from db.schema import Challenge, Run, Submission, Team, utcnow
-from leaderboard import scoring
+from db.schema import Challenge, Run, Submission, Team
+from leaderboard import scoring, throttle
 from leaderboard.challenges import get_challenge
-from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded
+from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded, ValidationError
 from leaderboard.submissions import MAX_BYTES, Parsed, validate
 from leaderboard.tokens import authenticate
 
@@ -49,9 +54,15 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def _now(session: Session, now: datetime | None) -> datetime:
+    """`now` when a test or a backfill fixes it, else the database server's clock (never this process's)."""
+    return _aware(now) if now is not None else throttle.server_now(session.connection())
+
+
 def quota_status(session: Session, team: Team, challenge: Challenge, now: datetime | None = None) -> QuotaStatus:
-    """How much of its quota `team` has used on `challenge` in the rolling window ending `now`."""
-    now = _aware(now or utcnow())
+    """How much of its quota `team` has used on `challenge` in the rolling window ending `now`
+    (default: the database server's time)."""
+    now = _now(session, now)
     cutoff = now - timedelta(days=challenge.window_days)
     used, oldest = session.execute(
         select(func.count(Submission.id), func.min(Submission.created_at))
@@ -69,6 +80,16 @@ def check_upload(session: Session, challenge: Challenge, data: bytes, filename: 
     """Validate a file against a stored challenge without submitting it (e.g. to preview an upload)."""
     return validate(challenge.task, data, filename, scoring.public_image_ids(session, challenge),
                     list(challenge.class_names), max_bytes)
+
+
+def _validated(session: Session, team: Team, challenge: Challenge, data: bytes, filename: str, max_bytes: int,
+               client: str | None) -> Parsed:
+    """check_upload, charged to the team's and the client's rejected-upload throttle when it fails."""
+    if team.official:  # the benchmark's own runs: bound by neither the quota nor this
+        return check_upload(session, challenge, data, filename, max_bytes)
+    keys = [f"team:{team.id}"] + ([throttle.client_key(client)] if client else [])
+    with throttle.charged(session.get_bind(), throttle.REJECTED_UPLOADS, keys, failure=ValidationError):
+        return check_upload(session, challenge, data, filename, max_bytes)
 
 
 def _quota_error(challenge: Challenge, status: QuotaStatus) -> QuotaExceeded:
@@ -120,7 +141,9 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
 
     `token_or_team`: a team's token, or a Team row (the orchestrator's official team). A `run_id`
     already submitted to this challenge returns its earlier submission instead of a second row.
-    `now` fixes the clock (tests, backfills); `throttle_key` slows repeated bad tokens.
+    `now` fixes the clock (tests, an operator's backfill; otherwise the database server's clock).
+    `throttle_key` names the client (an address, "cli:user@host"): wrong tokens and rejected files are
+    throttled per client as well as per token and per team (Throttled).
     """
     maker = make_sessionmaker(database_url(url))
     with maker() as session:
@@ -136,20 +159,21 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
         status = quota_status(session, team, challenge, now)
         if status.left == 0:
             raise _quota_error(challenge, status)
-        parsed = check_upload(session, challenge, data, filename, max_bytes)
+        parsed = _validated(session, team, challenge, data, filename, max_bytes, throttle_key)
         # Scored before the lock so that a slow scorer (COCO mAP) does not hold it; under the lock
         # only the count and the insert run, and a refused file's scores are dropped unseen.
         scored = scoring.score_submission(session, challenge, parsed)
 
     with maker() as session:
         team = _lock_team(session, team.id)
+        now = _now(session, now)  # read under the lock: the time this row is counted at
         status = quota_status(session, team, challenge, now)
         if status.left == 0:
             raise _quota_error(challenge, status)
         row = Submission(team_id=team.id, challenge_id=challenge.id, run_id=run_id, label=label[:128],
                          file_sha256=hashlib.sha256(data).hexdigest(), file_data=bytes(data),
                          n_rows=parsed.n_rows, primary_score=scored.primary_score, scores=scored.scores,
-                         created_at=_aware(now or utcnow()))
+                         created_at=now)
         session.add(row)
         try:
             session.flush()

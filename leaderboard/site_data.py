@@ -5,6 +5,7 @@ held label.
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 from typing import Any
@@ -21,6 +22,32 @@ DETECTION_CSV = ("rank", "model", "team", "baseline", "map50", "map50_ci_low", "
                  "param_count", "gflops", "img_size", "vs_leader", "submitted", "run_id")
 JSON_FIELDS = ("rank", "entry", "team", "baseline", "label", "params", "flops", "input_size", "arch", "run_id",
                "submitted", "submission_id", "vs_leader")
+
+
+# What makes a spreadsheet read a cell as a formula when it leads: OWASP's = + - @ tab CR, ASVS's NUL, a line
+# feed, and their full-width forms (an IME types these, and some spreadsheets take them as the ASCII ones).
+FORMULA_LEADS = frozenset("=+-@\t\r\n\0＝＋－＠")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text (OWASP, CSV injection): one that starts with a formula
+    character, even after spaces, gets a leading single quote. Anything else comes back unchanged.
+
+    A team's name or an entry's label is anyone's text; `=HYPERLINK(...)` in an export would run in the
+    spreadsheet of whoever opens it. The quote is shown by plain-text readers: the lesser evil.
+    """
+    if isinstance(value, str) and value and (value[0] in FORMULA_LEADS or value.lstrip()[:1] in FORMULA_LEADS):
+        return "'" + value
+    return value
+
+
+def spreadsheet_frame(frame: pd.DataFrame, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """`frame` with its text cells (those of `columns`, else of every column) made spreadsheet_safe."""
+    out = frame.copy()
+    for name in columns if columns is not None else out.columns:
+        if name in out and (out[name].dtype == object or pd.api.types.is_string_dtype(out[name])):
+            out[name] = out[name].map(spreadsheet_safe)
+    return out
 
 
 def run_label(arch: str, dataset: str, seed: Any, job_id: str) -> str:
@@ -90,8 +117,11 @@ def detection_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
 
 
 def board_csv(board: pd.DataFrame, task: str) -> str:
+    """The board as CSV, safe to open in a spreadsheet: formula-like text is quoted away (spreadsheet_safe)
+    and every text cell is in double quotes, so a separator inside one (a `;` in a locale that splits on
+    it) cannot start a new cell that begins with a formula."""
     rows = classification_csv_rows(board) if task == "classification" else detection_csv_rows(board)
-    return rows.to_csv(index=False)
+    return spreadsheet_frame(rows).to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 def board_records(board: pd.DataFrame, task: str) -> list[dict[str, Any]]:

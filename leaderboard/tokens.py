@@ -2,22 +2,20 @@
 
 A token is 32 random bytes, shown once at creation and stored only as its SHA-256: a slow
 password hash buys nothing for a secret with 256 bits of entropy. Unknown, wrong and revoked
-tokens all raise the same AuthError, and a throttle slows a caller who keeps failing.
+tokens all raise the same AuthError, and a throttle kept in the database (leaderboard.throttle)
+refuses a caller who keeps failing, whatever browser session or process it comes from.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from db.schema import Team
+from leaderboard import throttle
 from leaderboard.errors import AuthError, ChallengeError
 
 TOKEN_BYTES = 32
@@ -51,76 +49,40 @@ def revoke(session: Session, team_name: str) -> Team:
     return team
 
 
-class Throttle:
-    """Slows a caller after failed attempts: a wait of base * 2**(failures - 1) seconds, capped.
-
-    Keyed by what the caller passes (a browser session, an address). Clock and sleep are
-    injectable so tests run without waiting. Thread-safe; the wait happens outside the lock.
-    """
-
-    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0, forget_after_s: float = 3600.0,
-                 max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        self.base_s, self.cap_s, self.forget_after_s, self.max_keys = base_s, cap_s, forget_after_s, max_keys
-        self.clock, self.sleep = clock, sleep
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()  # key -> (count, last failure time)
-        self._lock = threading.Lock()
-
-    def delay(self, key: str) -> float:
-        """Seconds this key must still wait before its next attempt."""
-        with self._lock:
-            count, last = self._failures.get(key, (0, 0.0))
-            if count == 0:
-                return 0.0
-            elapsed = self.clock() - last
-            if elapsed > self.forget_after_s:
-                del self._failures[key]
-                return 0.0
-            return max(0.0, min(self.cap_s, self.base_s * 2 ** (count - 1)) - elapsed)
-
-    def wait(self, key: str) -> float:
-        seconds = self.delay(key)
-        if seconds > 0:
-            self.sleep(seconds)
-        return seconds
-
-    def failed(self, key: str) -> None:
-        with self._lock:
-            count, _ = self._failures.pop(key, (0, 0.0))
-            self._failures[key] = (min(count + 1, 64), self.clock())  # 64: 2**63 already exceeds any cap
-            while len(self._failures) > self.max_keys:  # bounded memory: the oldest keys go first
-                self._failures.popitem(last=False)
-
-    def succeeded(self, key: str) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
-
-
-THROTTLE = Throttle()
+def auth_keys(token: object, client: str | None) -> list[str]:
+    """The throttle keys of an attempt: the token's hash prefix (a token retried from many addresses) and,
+    when known, the client (many tokens tried from one address)."""
+    keys = [throttle.token_key(hash_token(token if isinstance(token, str) else ""))]
+    if client:
+        keys.append(throttle.client_key(client))
+    return keys
 
 
 def authenticate(session: Session, token: str, throttle_key: str | None = None,
-                 throttle: Throttle | None = None) -> Team:
+                 policy: throttle.Policy = throttle.AUTH) -> Team:
     """The team holding `token`; AuthError ("invalid or revoked token") otherwise.
 
-    With a `throttle_key`, a caller who failed before waits first (see Throttle).
+    `throttle_key` names the client: its address on the site, "cli:user@host" from the CLI. Failures
+    are counted in the database per token hash prefix and per client; past the policy's free tries a
+    caller is refused with Throttled ("try again in N s") before its token is even looked up. The
+    lookup runs on the throttle's own connection, so it sees committed teams only.
     """
-    throttle = throttle or THROTTLE
-    if throttle_key is not None:
-        throttle.wait(throttle_key)
-    team = None
+    with throttle.guarded(session.get_bind(), policy, auth_keys(token, throttle_key), failure=AuthError) as conn:
+        # Looked up inside the throttle's locked transaction: concurrent guesses of one key queue there.
+        team_id = _team_id(conn, token)
+    team = session.get(Team, team_id)
+    if team is None or team.revoked:  # deleted or revoked in the moment between: as any bad token
+        raise AuthError()
+    return team
+
+
+def _team_id(conn: Connection, token: object) -> int:
     if isinstance(token, str) and token:
         digest = hash_token(token)
-        candidate = session.scalar(select(Team).where(Team.token_hash == digest))
-        if candidate is not None and hmac.compare_digest(candidate.token_hash, digest) and not candidate.revoked:
-            team = candidate
-    if team is None:
-        if throttle_key is not None:
-            throttle.failed(throttle_key)
-        raise AuthError()
-    if throttle_key is not None:
-        throttle.succeeded(throttle_key)
-    return team
+        row = conn.execute(select(Team.id, Team.token_hash, Team.revoked).where(Team.token_hash == digest)).first()
+        if row is not None and hmac.compare_digest(row.token_hash, digest) and not row.revoked:
+            return row.id
+    raise AuthError()
 
 
 def list_teams(session: Session) -> list[Team]:

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 import workers.datasets
 from db.engine import create_schema, session_scope
-from db.schema import Challenge, HeldLabel, Run, Submission, Team
+from db.schema import Challenge, HeldLabel, Run, Submission, Team, Throttle
 from leaderboard import quota, scoring
 from leaderboard.challenges import create_challenge, find_challenge
 from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded, ScoringError, ValidationError
 from leaderboard.quota import quota_status, rescore, submit
-from leaderboard.tokens import Throttle, authenticate, create_team, hash_token, revoke
+from leaderboard.tokens import authenticate, create_team, hash_token, revoke
 from workers.datasets import held_test_labels
 
 OPTIONS = {"num_classes": 10, "image_size": 8, "train_per_class": 1, "val_per_class": 1, "test_per_class": 5}
@@ -133,49 +133,7 @@ def test_tokens_are_hashed_and_failures_look_alike(url: str) -> None:
             revoke(session, "nobody")
 
 
-class FakeTime:
-    """A clock that only moves when the code under test sleeps (or the test says so)."""
-
-    def __init__(self) -> None:
-        self.now, self.slept = 0.0, []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def test_throttle_doubles_the_wait_caps_it_and_resets() -> None:
-    time = FakeTime()
-    throttle = Throttle(base_s=0.5, cap_s=4.0, clock=time.clock, sleep=time.sleep)
-    assert throttle.wait("k") == 0
-    for _ in range(6):
-        throttle.wait("k")
-        throttle.failed("k")
-    assert time.slept == [0.5, 1.0, 2.0, 4.0, 4.0]
-    time.now += 3.0  # time passed since the last failure counts towards the wait
-    assert throttle.delay("k") == pytest.approx(1.0)
-    assert throttle.delay("other") == 0
-    throttle.succeeded("k")
-    assert throttle.delay("k") == 0
-
-
-def test_authenticate_uses_the_throttle(url: str) -> None:
-    with session_scope(url) as session:
-        token = create_team(session, "alpha")
-    time = FakeTime()
-    throttle = Throttle(base_s=1.0, cap_s=60.0, clock=time.clock, sleep=time.sleep)
-    with session_scope(url) as session:
-        for _ in range(3):
-            with pytest.raises(AuthError):
-                authenticate(session, "bad", throttle_key="browser-1", throttle=throttle)
-        assert time.slept == [1.0, 2.0]
-        authenticate(session, token, throttle_key="browser-2", throttle=throttle)  # another caller does not wait
-        assert time.slept == [1.0, 2.0]
-        authenticate(session, token, throttle_key="browser-1", throttle=throttle)
-        assert time.slept == [1.0, 2.0, 4.0] and throttle.delay("browser-1") == 0
+# The token throttle (now in the database, leaderboard.throttle) is tested in tests/test_sec_throttle.py.
 
 
 # --- submitting ---------------------------------------------------------------------------
@@ -392,6 +350,7 @@ def test_mutated_uploads_only_fail_validation_and_never_use_quota(lite_url: str,
         if session.scalar(sa.select(Challenge.id)) is None:
             create_challenge(session, "syn", "synthetic", OPTIONS, quota=10**6)
             TOKENS[lite_url] = create_team(session, "alpha")
+        session.execute(sa.delete(Throttle))  # 60 examples, most rejected: past the rejected-upload throttle's 20
     good = predictions(held_test_labels("synthetic", OPTIONS))
     at = data.draw(st.integers(0, len(good)))
     cut = data.draw(st.integers(0, 12))

@@ -14,7 +14,7 @@ from leaderboard.queries import (
     leaderboard,
     runs_frame,
 )
-from leaderboard.site_data import board_csv, board_json
+from leaderboard.site_data import board_csv, board_json, spreadsheet_frame
 
 LABELS = {"top5_err": "top-5 err", "top1_err": "top-1 err", "map50": "mAP@0.5", "map_coco": "mAP@[.5:.95]"}
 
@@ -24,8 +24,13 @@ def interval(low: float, high: float) -> str:
 
 
 def display_frame(board: pd.DataFrame, task: str) -> pd.DataFrame:
-    """What the table shows: percentages by column config, CIs as text, a link to each run's provenance."""
-    view = pd.DataFrame({"rank": board["rank"], "entry": board["entry"], "team": board["team"],
+    """What the table shows: percentages by column config, CIs as text, a link to each run's provenance.
+
+    The table's own toolbar downloads it as CSV and copies cells to the clipboard, unescaped: the names
+    people chose (entry, team) are made spreadsheet-safe here, as in the Export CSV button's file.
+    """
+    names = spreadsheet_frame(board[["entry", "team"]])
+    view = pd.DataFrame({"rank": board["rank"], "entry": names["entry"], "team": names["team"],
                          "baseline": board["baseline"]})
     for key in board_columns(task):
         view[LABELS[key]] = board[key]

@@ -8,7 +8,7 @@ import streamlit as st
 
 from db.engine import database_url
 from leaderboard.queries import run_choices, run_record, run_submissions
-from leaderboard.site_data import run_label
+from leaderboard.site_data import run_label, spreadsheet_frame
 
 LOG_SHOWN_CHARS = 200_000  # the driver caps what it stores; this caps a row written some other way
 
@@ -68,7 +68,8 @@ def show_run(url: str, run: dict[str, Any]) -> None:
         entries = run_submissions(url, run["job_id"])
         if not entries.empty:
             st.subheader("Challenge entries")
-            st.dataframe(entries, hide_index=True, column_config={"score": st.column_config.NumberColumn(format="percent")})
+            # Team names are user text, and the table's toolbar downloads CSV: escaped as every export is.
+            st.dataframe(spreadsheet_frame(entries), hide_index=True, column_config={"score": st.column_config.NumberColumn(format="percent")})
     st.subheader("Config")
     st.json(run["config"] or {})
     st.subheader("Metrics")

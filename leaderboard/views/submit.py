@@ -1,7 +1,6 @@
 """Submit: a team uploads test predictions; the server scores them at once, within the team's quota."""
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 import pandas as pd
@@ -13,6 +12,7 @@ from db.schema import Challenge, Team
 from leaderboard.errors import AuthError, LeaderboardError
 from leaderboard.queries import challenges_frame, team_submissions
 from leaderboard.quota import SubmitResult, quota_status, submit
+from leaderboard.site_data import spreadsheet_frame
 from leaderboard.submissions import MAX_BYTES
 from leaderboard.tokens import authenticate, hash_token
 
@@ -27,10 +27,16 @@ NAMES = {"top5_err": "top-5 error", "top1_err": "top-1 error", "map50": "mAP@0.5
 
 
 def throttle_key() -> str:
-    """One key per browser session: the token throttle slows this session alone after wrong tokens."""
-    if "throttle_key" not in st.session_state:
-        st.session_state["throttle_key"] = f"site-{uuid.uuid4().hex}"
-    return st.session_state["throttle_key"]
+    """The client's address, what the throttles count wrong tokens and rejected files by.
+
+    st.context.ip_address is the connection's peer: uvicorn replaces it with X-Forwarded-For only when
+    the peer is a trusted proxy (its FORWARDED_ALLOW_IPS, 127.0.0.1 by default). The header itself is
+    never read here: a client writes what it likes into it, which would renew its key for free. A
+    browser on the server's own machine has no address (None): those share one key, as do sessions
+    without a connection (Streamlit's AppTest).
+    """
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "local"
 
 
 def sign_in(url: str, token: str) -> str | None:
@@ -38,7 +44,7 @@ def sign_in(url: str, token: str) -> str | None:
     try:
         with session_scope(url) as session:
             name = authenticate(session, token, throttle_key()).name
-    except AuthError as exc:
+    except LeaderboardError as exc:  # a wrong token, or too many of them (Throttled)
         st.session_state.pop("team", None)
         st.error(str(exc))
         return None
@@ -126,7 +132,8 @@ def show_team(url: str, team: str, challenge: pd.Series) -> None:
     if history.empty:
         st.caption("No submissions yet.")
         return
-    st.dataframe(history, hide_index=True, column_config={
+    # The table's toolbar exports CSV as it is: the entry names people typed are made spreadsheet-safe.
+    st.dataframe(spreadsheet_frame(history, ("label",)), hide_index=True, column_config={
         "created_at": st.column_config.DatetimeColumn("submitted", format="YYYY-MM-DD HH:mm"),
         "score": st.column_config.NumberColumn(format="percent"),
         "top1_err": st.column_config.NumberColumn("top-1 err", format="percent"),
