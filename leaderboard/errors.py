@@ -44,3 +44,25 @@ class ChallengeError(LeaderboardError, ValueError):
 
 class ScoringError(LeaderboardError):
     """Scoring failed inside the server; the message is generic on purpose (labels stay out of it)."""
+
+
+class Throttled(LeaderboardError):
+    """Too many failures from this client, on this token or by this team: refused without being tried.
+
+    `retry_at` is when the key frees, by the database's clock; `retry_after_s` is the wait in whole
+    seconds, what an HTTP server would send as Retry-After with a 429.
+    """
+
+    def __init__(self, message: str, retry_at: datetime, retry_after_s: int):
+        super().__init__(message)
+        self.retry_at = retry_at
+        self.retry_after_s = retry_after_s
+
+
+class ServerBusy(LeaderboardError):
+    """The server is validating as many uploads as it allows at once: the upload was not looked at, so it
+    is not the uploader's fault and costs nothing; `retry_after_s` is a fair wait before trying again."""
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
