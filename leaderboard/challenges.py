@@ -44,8 +44,8 @@ def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
                      dataset_options: dict[str, Any] | None = None, *, title: str = "", quota: int = 2,
                      window_days: float = 7.0) -> Challenge:
     """Create a challenge on `dataset`'s test split and store its held labels."""
-    # Imported here: the dataset registry pulls in torch, which nothing else on the server needs.
-    from workers.datasets import DatasetError, get_dataset, held_test_labels, load_dataset
+    # Imported here: the site itself never needs the dataset registry.
+    from workers.datasets import DatasetError, dataset_class_names, get_dataset, held_test_labels
 
     if not SLUG.fullmatch(slug):
         raise ChallengeError(f"slug {slug!r}: use 1-64 lowercase letters, digits, '-' or '_'")
@@ -61,7 +61,9 @@ def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
         if session.scalar(select(Challenge.id).where(Challenge.slug == slug)) is not None:
             raise ChallengeError(f"challenge {slug!r} exists")
         try:
-            class_names, labels = list(load_dataset(dataset, config).class_names), held_test_labels(dataset, config)
+            # Class names and held labels only: loading the dataset would render or index every split
+            # (and import torch) for nothing; a synthetic challenge then needed seconds and a gigabyte.
+            class_names, labels = dataset_class_names(dataset, config), held_test_labels(dataset, config)
         except DatasetError as exc:  # e.g. a folder missing on this machine; the message names it
             raise ChallengeError(str(exc)) from None
         challenge = Challenge(slug=slug, title=title or slug, task=entry.task, dataset=dataset, dataset_config=config,

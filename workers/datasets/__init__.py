@@ -1,4 +1,9 @@
-"""The dataset registry: name -> (typed options, loader, held test labels)."""
+"""The dataset registry: name -> (typed options, loader, held test labels, class names).
+
+Importing it imports no torch (each dataset module imports torch where it renders or reads
+images), so the challenge server and the orchestrator's planning read options, class names and
+held labels in a fraction of a second and a fraction of the memory.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,7 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from workers.datasets import digits, imagefolder, imagenet, synthetic
-from workers.datasets.base import DatasetConfig, DatasetError, Splits
+from workers.datasets.base import DatasetConfig, DatasetError, ImageDecodeError, Splits
 from workers.typed import from_dict
 
 
@@ -15,14 +20,19 @@ class DatasetEntry:
     config: type[DatasetConfig]
     load: Callable[[Any], Splits]
     test_labels: Callable[[Any], dict[str, int]]  # for the challenge server only
+    class_names: Callable[[Any], list[str]]  # without loading (or rendering) any split
     task: str = "classification"
 
 
+def _entry(module: Any, config: type[DatasetConfig], task: str = "classification") -> DatasetEntry:
+    return DatasetEntry(config, module.load, module.test_labels, module.class_names, task)
+
+
 DATASETS: dict[str, DatasetEntry] = {
-    "synthetic": DatasetEntry(synthetic.SyntheticConfig, synthetic.load, synthetic.test_labels),
-    "digits": DatasetEntry(digits.DigitsConfig, digits.load, digits.test_labels),
-    "imagefolder": DatasetEntry(imagefolder.ImageFolderConfig, imagefolder.load, imagefolder.test_labels),
-    "imagenet": DatasetEntry(imagenet.ImageNetConfig, imagenet.load, imagenet.test_labels),
+    "synthetic": _entry(synthetic, synthetic.SyntheticConfig),
+    "digits": _entry(digits, digits.DigitsConfig),
+    "imagefolder": _entry(imagefolder, imagefolder.ImageFolderConfig),
+    "imagenet": _entry(imagenet, imagenet.ImageNetConfig),
 }
 
 
@@ -41,6 +51,10 @@ def load_dataset(name: str, options: dict[str, Any]) -> Splits:
     return get_dataset(name).load(dataset_config(name, options))
 
 
+def dataset_class_names(name: str, options: dict[str, Any]) -> list[str]:
+    return list(get_dataset(name).class_names(dataset_config(name, options)))
+
+
 def held_test_labels(name: str, options: dict[str, Any]) -> dict[str, int]:
     return get_dataset(name).test_labels(dataset_config(name, options))
 
@@ -49,10 +63,13 @@ def config_dict(config: DatasetConfig) -> dict[str, Any]:
     return asdict(config)
 
 
-__all__ = ["DATASETS", "DatasetError", "Splits", "dataset_config", "get_dataset", "held_test_labels", "load_dataset"]
+__all__ = ["DATASETS", "DatasetError", "ImageDecodeError", "Splits", "dataset_class_names", "dataset_config",
+           "get_dataset", "held_test_labels", "load_dataset"]
 
-from workers.detection import coco as det_coco, scenes as det_scenes, voc as det_voc  # noqa: E402
+from workers.detection import coco as det_coco
+from workers.detection import scenes as det_scenes
+from workers.detection import voc as det_voc
 
-DATASETS["synthetic-scenes"] = DatasetEntry(det_scenes.ScenesConfig, det_scenes.load, det_scenes.test_labels, task="detection")
-DATASETS["voc"] = DatasetEntry(det_voc.VOCConfig, det_voc.load, det_voc.test_labels, task="detection")
-DATASETS["coco"] = DatasetEntry(det_coco.COCOConfig, det_coco.load, det_coco.test_labels, task="detection")
+DATASETS["synthetic-scenes"] = _entry(det_scenes, det_scenes.ScenesConfig, task="detection")
+DATASETS["voc"] = _entry(det_voc, det_voc.VOCConfig, task="detection")
+DATASETS["coco"] = _entry(det_coco, det_coco.COCOConfig, task="detection")

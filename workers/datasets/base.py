@@ -1,19 +1,33 @@
-"""What every classification dataset yields: train/val with labels, test with opaque ids only."""
+"""What every classification dataset yields: train/val with labels, test with opaque ids only.
+
+This module, and every dataset module's import, stays free of torch: the challenge server and
+the orchestrator read dataset options, class names and held labels through the registry, and
+importing torch and torchvision costs them seconds and most of a gigabyte. The torch Datasets
+live in workers.datasets.images and are imported when a dataset is loaded.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
 
 
 class DatasetError(ValueError):
     """A dataset folder or file is missing or malformed; the message names what and where."""
+
+
+class ImageDecodeError(DatasetError):
+    """An image file that cannot be decoded: the message is "<path>: <problem>"."""
+
+    def __init__(self, path: str | Path, problem: str | None = None):
+        # One argument is a whole message: that is how pickling (Ray) and DataLoader workers rebuild it.
+        super().__init__(str(path) if problem is None else f"{path}: {problem}")
+        self.path, self.problem = str(path), problem
+
+    def __reduce__(self):
+        return type(self), (self.path, self.problem)
 
 
 @dataclass(frozen=True)
@@ -23,43 +37,13 @@ class DatasetConfig:
     seed: int = 0
 
 
-class TensorImages(Dataset):
-    """Images held in memory as a uint8 tensor N x 3 x H x W, with labels or with ids."""
-
-    def __init__(self, images: torch.Tensor, targets: Sequence[Any], transform: Callable | None = None):
-        assert len(images) == len(targets)
-        self.images, self.targets, self.transform = images, list(targets), transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        image = self.images[i]
-        return (self.transform(image) if self.transform else image), self.targets[i]
-
-
-class FileImages(Dataset):
-    """Images read from disk (JPEG, PNG) and decoded to uint8 RGB tensors, with labels or with ids."""
-
-    def __init__(self, paths: Sequence[Path], targets: Sequence[Any], transform: Callable | None = None):
-        assert len(paths) == len(targets)
-        self.paths, self.targets, self.transform = [str(p) for p in paths], list(targets), transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        image = decode_image(read_file(self.paths[i]), mode=ImageReadMode.RGB)
-        return (self.transform(image) if self.transform else image), self.targets[i]
-
-
 @dataclass
 class Splits:
     """A dataset ready to train on. `test` yields (image, image_id): its labels are not here."""
 
-    train: Dataset
-    val: Dataset
-    test: Dataset
+    train: Any  # torch Datasets
+    val: Any
+    test: Any
     num_classes: int
     class_names: list[str]
     image_size: int  # the images' own size (square side), before any resize
@@ -81,3 +65,12 @@ def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise DatasetError(f"{what}: folder {path} does not exist")
     return path
+
+
+def __getattr__(name: str):
+    # TensorImages and FileImages moved to workers.datasets.images (torch); old imports keep working.
+    if name in ("TensorImages", "FileImages"):
+        from workers.datasets import images
+
+        return getattr(images, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

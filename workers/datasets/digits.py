@@ -4,10 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from workers.datasets.base import DatasetConfig, Splits, TensorImages, opaque_test_split
+from workers.datasets.base import DatasetConfig, Splits, opaque_test_split
 
 
 @dataclass(frozen=True)
@@ -23,7 +21,16 @@ class DigitsConfig(DatasetConfig):
             raise ValueError(f"{where}: val_fraction + test_fraction must lie in (0, 1)")
 
 
+def _order(config: DigitsConfig, n: int) -> list[np.ndarray]:
+    """Indices of the train, val and test images among the n scans."""
+    order = np.random.default_rng(config.seed).permutation(n)
+    n_val, n_test = int(n * config.val_fraction), int(n * config.test_fraction)
+    return np.split(order, [n - n_val - n_test, n - n_test])
+
+
 def _partition(config: DigitsConfig):
+    import torch
+    import torch.nn.functional as F
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -31,24 +38,31 @@ def _partition(config: DigitsConfig):
     images = F.interpolate(images, size=config.image_size, mode="bilinear", align_corners=False)
     images = (images.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
     labels = torch.as_tensor(data.target)
-    order = np.random.default_rng(config.seed).permutation(len(labels))
-    n_val, n_test = int(len(order) * config.val_fraction), int(len(order) * config.test_fraction)
-    parts = np.split(order, [len(order) - n_val - n_test, len(order) - n_test])
-    return images, labels, parts
+    return images, labels, _order(config, len(labels))
+
+
+def class_names(config: DigitsConfig) -> list[str]:
+    return [str(d) for d in range(10)]
 
 
 def load(config: DigitsConfig) -> Splits:
+    from workers.datasets.images import TensorImages
+
     images, labels, (train, val, test) = _partition(config)
     perm, ids = opaque_test_split(len(test), config.seed)
     test = test[perm]
     return Splits(
         train=TensorImages(images[train], labels[train].tolist()),
         val=TensorImages(images[val], labels[val].tolist()),
-        test=TensorImages(images[test], ids), num_classes=10, class_names=[str(d) for d in range(10)],
+        test=TensorImages(images[test], ids), num_classes=10, class_names=class_names(config),
         image_size=config.image_size)
 
 
 def test_labels(config: DigitsConfig) -> dict[str, int]:
-    _, labels, (_, _, test) = _partition(config)
+    """The held labels of the test split: the scans' targets alone, no torch, no resizing."""
+    from sklearn.datasets import load_digits
+
+    labels = load_digits().target
+    _, _, test = _order(config, len(labels))
     perm, ids = opaque_test_split(len(test), config.seed)
     return dict(zip(ids, labels[test[perm]].tolist()))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.datasets.base import DatasetConfig, DatasetError, FileImages, Splits, opaque_test_split, require_dir
+from workers.datasets.base import DatasetConfig, DatasetError, Splits, opaque_test_split, require_dir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Items = list[tuple[Path, int]]
@@ -144,14 +144,24 @@ def _partition(config: ImageFolderConfig) -> tuple[list[str], dict[str, Items]]:
     return classes, {**_carve_train(train_dir, classes, fractions, config), **given}
 
 
-def opaque_test_items(items: Items, seed: int) -> tuple[FileImages, dict[str, int]]:
-    """The test items in opaque order with their public ids, and the labels the server holds."""
+def opaque_test_order(items: Items, seed: int) -> tuple[list[Path], dict[str, int]]:
+    """The test files in opaque order, and their public ids with the labels the server holds."""
     order, ids = opaque_test_split(len(items), seed)
     ordered = [items[i] for i in order]
-    return FileImages([p for p, _ in ordered], ids), dict(zip(ids, (label for _, label in ordered)))
+    return [p for p, _ in ordered], dict(zip(ids, (label for _, label in ordered)))
 
 
-def _labelled(items: Items) -> FileImages:
+def opaque_test_items(items: Items, seed: int):
+    """The test items in opaque order with their public ids (a FileImages), and the held labels."""
+    from workers.datasets.images import FileImages  # torch: only where images are read
+
+    paths, labels = opaque_test_order(items, seed)
+    return FileImages(paths, list(labels.keys())), labels  # the ids, in the opaque order
+
+
+def _labelled(items: Items):
+    from workers.datasets.images import FileImages
+
     return FileImages([p for p, _ in items], [label for _, label in items])
 
 
@@ -168,4 +178,11 @@ def load(config: ImageFolderConfig) -> Splits:
 def test_labels(config: ImageFolderConfig) -> dict[str, int]:
     """The held labels of the test split: for the challenge server only."""
     _, splits = _partition(config)
-    return opaque_test_items(splits["test"], config.seed)[1]
+    return opaque_test_order(splits["test"], config.seed)[1]
+
+
+def class_names(config: ImageFolderConfig) -> list[str]:
+    """The classes' names, without reading a single image."""
+    train_dir = require_dir(dataset_root(config.root, "imagefolder root") / "train", "imagefolder train")
+    names = class_folders(train_dir)
+    return names[:config.limit_classes] if config.limit_classes else names

@@ -16,9 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.datasets.base import DatasetConfig, DatasetError, FileImages, Splits, require_dir
+from workers.datasets.base import DatasetConfig, DatasetError, Splits, require_dir
 from workers.datasets.imagefolder import (
-    Items, carve, class_folders, dataset_root, first_image_size, image_files, opaque_test_items)
+    Items,
+    carve,
+    class_folders,
+    dataset_root,
+    first_image_size,
+    image_files,
+    opaque_test_items,
+    opaque_test_order,
+)
 
 DEVKIT_DATA = Path("ILSVRC2012_devkit_t12") / "data"
 GROUND_TRUTH = DEVKIT_DATA / "ILSVRC2012_validation_ground_truth.txt"
@@ -217,6 +225,8 @@ def _check_train_wnids(train_dir: Path, wnids: list[str], known: Synsets) -> Non
 
 
 def load(config: ImageNetConfig) -> Splits:
+    from workers.datasets.images import FileImages  # torch: only where images are read
+
     root = dataset_root(config.root, "imagenet root")
     all_wnids, classes = _train_classes(root, config)
     synsets = _synsets(root)
@@ -246,4 +256,15 @@ def test_labels(config: ImageNetConfig) -> dict[str, int]:
     root = dataset_root(config.root, "imagenet root")
     _, classes = _train_classes(root, config)
     _, held = _holdout(root / "train", classes, config)
-    return opaque_test_items(held, config.seed)[1]
+    return opaque_test_order(held, config.seed)[1]
+
+
+def class_names(config: ImageNetConfig) -> list[str]:
+    """The kept classes' words (wnids without a class list), without reading the image folders."""
+    root = dataset_root(config.root, "imagenet root")
+    all_wnids, classes = _train_classes(root, config)
+    synsets = _synsets(root)
+    if synsets:
+        _check_train_wnids(root / "train", all_wnids, synsets)
+    words = synsets.words if synsets else {}
+    return [words.get(w, w) for w in classes]

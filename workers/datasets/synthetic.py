@@ -9,10 +9,14 @@ poorly while a CNN, translation-equivariant by construction, learns it quickly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
-from workers.datasets.base import DatasetConfig, Splits, TensorImages, opaque_test_split
+from workers.datasets.base import DatasetConfig, Splits, opaque_test_split
+
+if TYPE_CHECKING:
+    import torch
 
 SHAPES = ("disk", "square", "triangle", "ring", "cross", "ell", "frame", "bar", "dots", "half-disk")
 
@@ -36,6 +40,8 @@ class SyntheticConfig(DatasetConfig):
 
 def _shape_mask(shape: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Inside-ness of each image's shape at coordinates (x, y) in the shape's own frame."""
+    import torch
+
     r = torch.sqrt(x * x + y * y)
     ax, ay = x.abs(), y.abs()
     box = torch.maximum(ax, ay)
@@ -56,8 +62,10 @@ def _shape_mask(shape: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.
 
 def render(labels: torch.Tensor, size: int, generator: torch.Generator, noise: float = 0.08) -> torch.Tensor:
     """Images (uint8, N x 3 x size x size) of the given classes."""
+    import torch
+
     n = len(labels)
-    u = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+    u = lambda *shape: torch.rand(*shape, generator=generator)
     grid = torch.linspace(-1, 1, size)
     gy, gx = torch.meshgrid(grid, grid, indexing="ij")
     scale = 0.75 + 0.25 * u(n)
@@ -85,10 +93,42 @@ def render(labels: torch.Tensor, size: int, generator: torch.Generator, noise: f
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def torch_randperm(n: int, seed: int) -> np.ndarray:
+    """torch.randperm(n) on a CPU torch.Generator seeded with `seed`, computed without torch.
+
+    The challenge server needs only the test labels' order, and importing torch for it costs
+    seconds and most of a gigabyte. torch's CPU generator is MT19937 seeded as numpy's legacy
+    RandomState seeds it, and for n < 2**32 / 20 randperm is this Fisher-Yates on its 32-bit
+    draws (aten's randperm_cpu). `_split` checks that the two agree on every load.
+    """
+    key = np.random.RandomState(seed & 0xFFFFFFFF).get_state()[1]
+    bits = np.random.MT19937()
+    bits.state = {"bit_generator": "MT19937", "state": {"key": key, "pos": 624}}
+    draws = bits.random_raw(max(n - 1, 0)).tolist()
+    perm = list(range(n))
+    for i, draw in enumerate(draws):
+        j = i + draw % (n - i)
+        perm[i], perm[j] = perm[j], perm[i]
+    return np.asarray(perm, dtype=np.int64)
+
+
+def _labels(config: SyntheticConfig, per_class: int, stream: int) -> np.ndarray:
+    """A split's labels in image order, without torch: what `_split` draws first from its generator."""
+    labels = np.repeat(np.arange(config.num_classes), per_class)
+    return labels[torch_randperm(len(labels), config.seed * 1000 + stream)]
+
+
 def _split(config: SyntheticConfig, per_class: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     generator = torch.Generator().manual_seed(config.seed * 1000 + stream)
     labels = torch.arange(config.num_classes).repeat_interleave(per_class)
     labels = labels[torch.randperm(len(labels), generator=generator)]
+    # The server's held labels come from _labels; a torch whose randperm changed would score every
+    # submission against the wrong labels, so fail loudly here instead.
+    if not np.array_equal(labels.numpy(), _labels(config, per_class, stream)):
+        raise RuntimeError(f"torch {torch.__version__}'s randperm no longer matches synthetic.torch_randperm: "
+                           f"update it, or the challenge server's held labels will not match the images")
     return render(labels, config.image_size, generator, config.noise), labels
 
 
@@ -98,6 +138,10 @@ def class_names(config: SyntheticConfig) -> list[str]:
 
 
 def load(config: SyntheticConfig) -> Splits:
+    import torch
+
+    from workers.datasets.images import TensorImages
+
     train_x, train_y = _split(config, config.train_per_class, 1)
     val_x, val_y = _split(config, config.val_per_class, 2)
     test_x, _ = _split(config, config.test_per_class, 3)
@@ -109,7 +153,7 @@ def load(config: SyntheticConfig) -> Splits:
 
 
 def test_labels(config: SyntheticConfig) -> dict[str, int]:
-    """The held labels of the test split: for the challenge server only."""
-    _, labels = _split(config, config.test_per_class, 3)
+    """The held labels of the test split: for the challenge server only (no torch, no rendering)."""
+    labels = _labels(config, config.test_per_class, 3)
     order, ids = opaque_test_split(len(labels), config.seed)
-    return dict(zip(ids, labels[torch.as_tensor(order)].tolist()))
+    return dict(zip(ids, labels[order].tolist()))

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from workers.datasets.base import DatasetConfig, DatasetError, Splits, opaque_test_split, require_dir
 
-from workers.datasets.base import DatasetConfig, DatasetError, FileImages, Splits, opaque_test_split, require_dir
-from workers.detection.metrics import box_rows
+if TYPE_CHECKING:
+    import torch
+
+    from workers.datasets.images import FileImages
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ def categories(config: COCOConfig) -> list[dict[str, Any]]:
 
 def _targets(data: dict[str, Any], images: list[dict[str, Any]],
              class_of: dict[int, int]) -> list[dict[str, torch.Tensor]]:
+    import torch  # here, not at the top: the registry imports this module without torch
+
     found: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in images}
     for ann in data.get("annotations", []):
         if ann["image_id"] in found and ann["category_id"] in class_of and ann["bbox"][2] > 0 and ann["bbox"][3] > 0:
@@ -85,12 +89,16 @@ def _targets(data: dict[str, Any], images: list[dict[str, Any]],
 
 
 def _labelled(config: COCOConfig, folder: str, annotations: str, class_of: dict[int, int]) -> FileImages:
+    from workers.datasets.images import FileImages
+
     data = _read_json(config, annotations)
     images = _images(config, data)
     return FileImages(_paths(config, folder, images), _targets(data, images, class_of))
 
 
 def load(config: COCOConfig) -> Splits:
+    from workers.datasets.images import FileImages
+
     require_dir(Path(config.root), "coco")
     cats = categories(config)
     if not cats:
@@ -108,6 +116,8 @@ def load(config: COCOConfig) -> Splits:
 
 def test_labels(config: COCOConfig) -> dict[str, list[list[float]]]:
     """The held boxes of the test split, [x1, y1, x2, y2, class_id, difficult]: for the challenge server only."""
+    from workers.detection.metrics import box_rows
+
     if not config.test_annotations:
         raise DatasetError("coco: test_annotations names no file; the server needs the test split's labels")
     class_of = {c["id"]: k + 1 for k, c in enumerate(categories(config))}
@@ -115,3 +125,10 @@ def test_labels(config: COCOConfig) -> dict[str, list[list[float]]]:
     order, public = opaque_test_split(len(test), config.seed)
     targets = _targets(_read_json(config, config.test_annotations), test, class_of)
     return {image_id: box_rows(targets[i]) for image_id, i in zip(public, order.tolist())}
+
+
+def class_names(config: COCOConfig) -> list[str]:
+    cats = categories(config)
+    if not cats:
+        raise DatasetError(f"coco: {Path(config.root) / config.train_annotations} lists no categories")
+    return [c["name"] for c in cats]

@@ -11,24 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from workers.datasets.base import DatasetConfig, Splits, TensorImages, opaque_test_split
-from workers.detection.metrics import box_rows
+from workers.datasets.base import DatasetConfig, Splits, opaque_test_split
 
-Mask = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
 
-# Masks in the object's own frame: coordinates in [-0.5, 0.5] span the object's side.
+Mask = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+
+# Masks in the object's own frame: coordinates in [-0.5, 0.5] span the object's side. Tensor methods
+# only (x.maximum, not torch.maximum): the registry imports this module without torch.
 SHAPES: dict[str, Mask] = {
     "disk": lambda x, y: x * x + y * y < 0.25,
-    "square": lambda x, y: torch.maximum(x.abs(), y.abs()) < 0.42,
+    "square": lambda x, y: x.abs().maximum(y.abs()) < 0.42,
     "triangle": lambda x, y: (y > -0.35) & (y < 0.5 - 1.7 * x.abs()),
     "ring": lambda x, y: ((x * x + y * y) > 0.08) & ((x * x + y * y) < 0.25),
     "cross": lambda x, y: ((x.abs() < 0.14) & (y.abs() < 0.5)) | ((y.abs() < 0.14) & (x.abs() < 0.5)),
     "ell": lambda x, y: ((x > -0.45) & (x < -0.15) & (y.abs() < 0.5)) | ((y > 0.2) & (y < 0.5) & (x.abs() < 0.45)),
-    "frame": lambda x, y: (torch.maximum(x.abs(), y.abs()) < 0.48) & (torch.maximum(x.abs(), y.abs()) > 0.3),
+    "frame": lambda x, y: (x.abs().maximum(y.abs()) < 0.48) & (x.abs().maximum(y.abs()) > 0.3),
     "half-disk": lambda x, y: (x * x + y * y < 0.25) & (y > 0),
 }
 SHAPE_NAMES = tuple(SHAPES)
@@ -80,6 +83,8 @@ def _place(rng: np.random.Generator, count: int, size: int,
 
 def render_scene(rng: np.random.Generator, config: ScenesConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One image (uint8 3 x S x S) and its target: tight boxes of the drawn pixels, labels 1..C."""
+    import torch
+
     size = config.image_size
     coords = torch.arange(size, dtype=torch.float32) + 0.5
     gy, gx = torch.meshgrid(coords, coords, indexing="ij")
@@ -118,6 +123,8 @@ def render_scene(rng: np.random.Generator, config: ScenesConfig) -> tuple[torch.
 
 
 def _split(config: ScenesConfig, count: int, stream: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    import torch
+
     rng = np.random.default_rng([config.seed, stream])
     scenes = [render_scene(rng, config) for _ in range(count)]
     return torch.stack([image for image, _ in scenes]), [target for _, target in scenes]
@@ -128,6 +135,10 @@ def class_names(config: ScenesConfig) -> list[str]:
 
 
 def load(config: ScenesConfig) -> Splits:
+    import torch
+
+    from workers.datasets.images import TensorImages
+
     train_x, train_t = _split(config, config.train_images, 1)
     val_x, val_t = _split(config, config.val_images, 2)
     test_x, _ = _split(config, config.test_images, 3)
@@ -140,6 +151,8 @@ def load(config: ScenesConfig) -> Splits:
 
 def test_labels(config: ScenesConfig) -> dict[str, list[list[float]]]:
     """The held boxes of the test split, [x1, y1, x2, y2, class_id, difficult]: for the challenge server only."""
+    from workers.detection.metrics import box_rows
+
     _, targets = _split(config, config.test_images, 3)
     order, ids = opaque_test_split(len(targets), config.seed)
     return {image_id: box_rows(targets[i]) for image_id, i in zip(ids, order.tolist())}

@@ -14,11 +14,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from workers.datasets.base import DatasetConfig, DatasetError, Splits, opaque_test_split, require_dir
 
-from workers.datasets.base import DatasetConfig, DatasetError, FileImages, Splits, opaque_test_split, require_dir
-from workers.detection.metrics import box_rows
+if TYPE_CHECKING:
+    import torch
+
+    from workers.datasets.images import FileImages
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -58,6 +61,8 @@ def image_ids(config: VOCConfig, image_set: str) -> list[str]:
 
 
 def read_annotation(path: Path, classes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    import torch  # here, not at the top: the registry imports this module without torch
+
     if not path.is_file():
         raise DatasetError(f"voc: annotation file {path} does not exist")
     try:
@@ -93,6 +98,8 @@ def _image_paths(config: VOCConfig, ids: list[str]) -> list[Path]:
 
 
 def _labelled(config: VOCConfig, image_set: str) -> FileImages:
+    from workers.datasets.images import FileImages
+
     ids = image_ids(config, image_set)
     annotations = require_dir(config.base / "Annotations", "voc")
     targets = [read_annotation(annotations / f"{i}.xml", config.classes) for i in ids]
@@ -100,6 +107,8 @@ def _labelled(config: VOCConfig, image_set: str) -> FileImages:
 
 
 def load(config: VOCConfig) -> Splits:
+    from workers.datasets.images import FileImages
+
     require_dir(config.base, "voc")
     test_ids = image_ids(config, config.test_set)
     order, public = opaque_test_split(len(test_ids), config.seed)
@@ -112,8 +121,14 @@ def load(config: VOCConfig) -> Splits:
 
 def test_labels(config: VOCConfig) -> dict[str, list[list[float]]]:
     """The held boxes of the test split, [x1, y1, x2, y2, class_id, difficult]: for the challenge server only."""
+    from workers.detection.metrics import box_rows
+
     test_ids = image_ids(config, config.test_set)
     order, public = opaque_test_split(len(test_ids), config.seed)
     annotations = require_dir(config.base / "Annotations", "voc")
     return {image_id: box_rows(read_annotation(annotations / f"{test_ids[i]}.xml", config.classes))
             for image_id, i in zip(public, order.tolist())}
+
+
+def class_names(config: VOCConfig) -> list[str]:
+    return list(config.classes)
