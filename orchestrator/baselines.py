@@ -2,12 +2,16 @@
 
 They are submitted as an official baseline team, which the rate limit does not bind, so that
 every test score on the site comes from one code path (DESIGN, data flow).
+
+The prediction file is the driver's own path, <storage root>/<the job's folder name>/predictions.csv, read by
+the rules of the job's log (orchestrator.scheduler.read_job_bytes): inside the root once symlinks and `..` are
+resolved, a regular file, no larger than an upload may be. A path in a worker's result is never opened.
 """
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
@@ -17,7 +21,9 @@ from db.schema import Team
 from leaderboard.challenges import find_challenge
 from leaderboard.errors import LeaderboardError
 from leaderboard.quota import SubmitResult, submit
+from leaderboard.submissions import MAX_BYTES
 from leaderboard.tokens import create_team
+from orchestrator.scheduler import PREDICTIONS_FILE, job_file, read_job_bytes
 from workers.jobs import JobSpec
 
 BASELINE_TEAM = "convbench baselines"
@@ -34,10 +40,14 @@ def baseline_team(url: str) -> Team:
         return team
 
 
-def submit_baseline(url: str, spec: JobSpec, result: dict[str, Any]) -> SubmitResult | None:
-    """Scores the run's test predictions if a challenge is open on its test split; None if none is."""
-    predictions = result.get("predictions")
-    if not predictions or not Path(predictions).is_file():
+def submit_baseline(url: str, spec: JobSpec, root: str | Path) -> SubmitResult | None:
+    """Scores the run's test predictions, read from the job's folder under the storage `root`, if a challenge is
+    open on its test split; None if none is, or if the job left no prediction file there that may be read."""
+    lexical = Path(root).expanduser().resolve() / spec.folder.name / PREDICTIONS_FILE
+    if not os.path.lexists(lexical):
+        return None
+    if job_file(root, spec, PREDICTIONS_FILE) is None:
+        log.warning("baseline submission of %s skipped: %s resolves outside the storage root", spec.job_id, lexical)
         return None
     try:
         with session_scope(url) as s:
@@ -45,8 +55,12 @@ def submit_baseline(url: str, spec: JobSpec, result: dict[str, Any]) -> SubmitRe
             slug = challenge.slug if challenge else None
         if slug is None:
             return None
-        return submit(url, baseline_team(url), slug, Path(predictions).read_bytes(), Path(predictions).name,
-                      label=spec.arch, run_id=spec.job_id)
+        data = read_job_bytes(root, spec, PREDICTIONS_FILE, MAX_BYTES)
+        if data is None:
+            log.warning("baseline submission of %s skipped: %s is not a regular file inside the storage root of "
+                        "at most %d bytes", spec.job_id, lexical, MAX_BYTES)
+            return None
+        return submit(url, baseline_team(url), slug, data, PREDICTIONS_FILE, label=spec.arch, run_id=spec.job_id)
     except LeaderboardError as exc:
         # The run's own result is safe in the database; a bad prediction file is this run's problem only.
         log.error("baseline submission of %s rejected: %s", spec.job_id, exc)

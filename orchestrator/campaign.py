@@ -49,14 +49,15 @@ def make_plan(store: Store, jobs: list[JobSpec]) -> Plan:
     return Plan(jobs, done, recovered)
 
 
-def submit_baselines(store: Store, written: Written) -> None:
-    for spec, result in written:
-        submit_baseline(store.url, spec, result)
+def submit_baselines(store: Store, written: Written, root: Path) -> None:
+    """Submits the predictions of results just written, from the job folders under the driver's own `root`."""
+    for spec, _ in written:
+        submit_baseline(store.url, spec, root)
 
 
 def record_done(store: Store, root: Path, job: JobSpec, result: dict[str, Any]) -> None:
     if store.record(job, result, scheduler.read_job_log(root, job)):
-        submit_baseline(store.url, job, result)
+        submit_baseline(store.url, job, root)
 
 
 def note_starts(store: Store, snapshot: dict[str, dict[str, Any]], seen: dict[str, int], states: dict[str, str]) -> None:
@@ -75,8 +76,8 @@ def note_starts(store: Store, snapshot: dict[str, dict[str, Any]], seen: dict[st
 def run_campaign(suite: Suite, store: Store, storage: str | None = None, address: str | None = None,
                  num_cpus: int | None = None, out: TextIO = sys.stdout, refresh_s: float = 1.0) -> dict[str, str]:
     """Runs what is missing of the suite; returns each job's final state. Failed jobs do not stop the rest."""
-    submit_baselines(store, store.prepare())
     root = storage_root(suite, storage)
+    submit_baselines(store, store.prepare(), root)
     plan = make_plan(store, with_storage(suite, storage))
     states = {j.job_id: "done" for j in plan.jobs if j.job_id in plan.done}
     for job in plan.jobs:
@@ -88,13 +89,15 @@ def run_campaign(suite: Suite, store: Store, storage: str | None = None, address
           f"{len(todo)} to run", file=out, flush=True)
     if todo:
         run_jobs(store, root, todo, states, address, num_cpus, out, refresh_s)
-    settle(store, out)
+    settle(store, out, root)
     return states
 
 
 def run_jobs(store: Store, root: Path, todo: list[JobSpec], states: dict[str, str], address: str | None,
              num_cpus: int | None, out: TextIO, refresh_s: float) -> None:
     store.queue(todo)
+    ray_log = scheduler.route_ray_output(root)  # Ray's own lines would tear the table
+    print(f"Ray's own messages go to {ray_log}", file=out, flush=True)
     scheduler.connect(address, num_cpus)
     board = scheduler.ProgressBoard.remote()
     pending = {scheduler.submit(job, board): job for job in todo}
@@ -120,21 +123,34 @@ def run_jobs(store: Store, root: Path, todo: list[JobSpec], states: dict[str, st
             states[job.job_id] = "done"
             table.finish(job.job_id, "done", result=result)
         if store.behind and time.monotonic() - last_catch_up > CATCH_UP_S:
-            submit_baselines(store, store.catch_up())
+            submit_baselines(store, store.catch_up(), root)
             last_catch_up = time.monotonic()
         table.update(snapshot)
     table.close()
 
 
-def settle(store: Store, out: TextIO) -> None:
-    """Before the driver exits: writes what an outage held back, waiting out the retries once; says what is left."""
+def settle(store: Store, out: TextIO, root: Path | None = None) -> None:
+    """Before the driver exits: writes what an outage held back, waiting out the retries once; says what is left,
+    and which jobs' rows may still read `running` (or `queued`) until the next run puts them right.
+
+    `root`: the storage root, where the baselines' prediction files are (default: the folder the spool is in).
+    """
     if not store.behind:
         return
-    submit_baselines(store, store.catch_up(store.retries))
-    spooled, unsaved = len(store.spooled()), len(store.unsaved)
-    if spooled or unsaved:
-        print(f"the database is unreachable: {spooled} results are kept in {store.spool} and {unsaved} job states "
-              f"are not recorded; the next run writes the results", file=out, flush=True)
+    submit_baselines(store, store.catch_up(store.retries), root or store.spool.parent)
+    spooled, unsaved = store.spooled(), dict(store.unsaved)
+    if not (spooled or unsaved):
+        return
+    print(f"the database is unreachable: {len(spooled)} results are kept in {store.spool} and {len(unsaved)} job "
+          f"states are not recorded; the next run writes the results", file=out, flush=True)
+    stale = {path.stem: "done, its result kept in the spool" for path in spooled}
+    for job_id, fields in unsaved.items():
+        stale.setdefault(job_id, f"{fields.get('state')}, not recorded")
+    print("until then these jobs' rows may still read `running` (or `queued`); the next run of the suite writes "
+          "the kept results and runs the others again:", file=out)
+    for job_id, what in sorted(stale.items()):
+        print(f"  {job_id}  ({what})", file=out)
+    out.flush()
 
 
 def print_board(store: Store, suite: str, out: TextIO = sys.stdout) -> bool:

@@ -226,11 +226,14 @@ def test_site_role_scores_submissions_and_the_orchestrators_baselines(roles: Rol
     assert result.primary_score == pytest.approx(0.0) and result.quota_left == 1
 
     # A run recorded as the runner, its baseline submitted with the scorer's (site) role.
-    job = a_job()
+    from dataclasses import replace
+
+    root = tmp_path / "runs"
+    job = replace(a_job(), storage=str(root))
     Store(roles.runner_url, tmp_path / "spool", retries=()).record(job, {"top5_err": 0.0})
-    file = tmp_path / "test_predictions.csv"
-    file.write_bytes(predictions(labels))
-    baseline = submit_baseline(roles.site_url, job, {"predictions": str(file)})
+    job.folder.mkdir(parents=True)  # the driver reads the predictions from the job's own folder, as a worker wrote them
+    (job.folder / "predictions.csv").write_bytes(predictions(labels))
+    baseline = submit_baseline(roles.site_url, job, root)
     assert baseline is not None and baseline.team == BASELINE_TEAM and baseline.quota_left is None
 
     with session_scope(roles.site_url) as s:
