@@ -42,7 +42,6 @@ LOG_FILE = "log.txt"
 PREDICTIONS_FILE = "predictions.csv"  # what workers/train.py and workers/detection/loop.py write
 RAY_LOG = Path("_driver") / "ray.log"  # under the storage root: Ray's own messages on the driver
 LOG_CAP_BYTES = 200_000  # a log's tail in the database: its end says how the job finished
-LAUNCHERS = ("task", "trainer")
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
