@@ -26,7 +26,7 @@ test: install
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
 
 site: install
-	CONVBENCH_DB=$(DB) $(VENV)/bin/streamlit run leaderboard/app.py
+	$(VENV)/bin/convbench site --db $(DB)
 
 bench: install
 	$(PY) -m bench

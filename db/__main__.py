@@ -94,27 +94,32 @@ def cmd_grant(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m db", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`p` made the `db` group: upgrade, check, grant (`python -m db` and `convbench db`)."""
+    sub = p.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("upgrade", help="migrate the database to the newest schema (alembic upgrade head)")
+    def command(name: str, help: str, example: str, description: str = "") -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description or help,
+                              epilog=f"example:\n  %(prog)s {example}".rstrip())
+
+    up = command("upgrade", "migrate the database to the newest schema (alembic upgrade head)",
+                 "--db sqlite:///convbench.db")
     up.add_argument("--db", default=None, help=DB_HELP)
     up.set_defaults(func=cmd_upgrade)
 
-    check = sub.add_parser("check", help="fail if the models differ from what the migrations build",
-                           description="Exit 1, listing the differences, when autogenerate would find "
-                                       "something to migrate: a model changed without a migration.")
+    check = command("check", "fail if the models differ from what the migrations build", "",
+                    "Exit 1, listing the differences, when autogenerate would find something to migrate: "
+                    "a model changed without a migration.")
     check.add_argument("--db", default=None,
                        help="a database already at the newest schema to compare with "
                             "(default: a scratch SQLite file migrated from empty)")
     check.set_defaults(func=cmd_check)
 
-    grant = sub.add_parser("grant", help="create the runner and site roles (PostgreSQL) and set their privileges",
-                           description="Create (if missing) a LOGIN role for the runners (orchestrator, workers: "
-                                       "runs only, no held labels) and one for the site and its scorer (reads "
-                                       "held labels, records submissions), and reset their privileges to the "
-                                       "declared ones. Run it as the tables' owner after every upgrade.")
+    grant = command("grant", "create the runner and site roles (PostgreSQL) and set their privileges",
+                    "--runner-password-env RUNNER_PW --site-password-env SITE_PW",
+                    "Create (if missing) a LOGIN role for the runners (orchestrator, workers: runs only, no held "
+                    "labels) and one for the site and its scorer (reads held labels, records submissions), and "
+                    "reset their privileges to the declared ones. Run it as the tables' owner after every upgrade.")
     grant.add_argument("--db", default=None, help=DB_HELP)
     grant.add_argument("--runner-role", default="convbench_runner", help="the runners' role (default: %(default)s)")
     grant.add_argument("--site-role", default="convbench_site", help="the site's role (default: %(default)s)")
@@ -123,11 +128,16 @@ def parser() -> argparse.ArgumentParser:
     grant.add_argument("--site-password-env", default=None, metavar="VAR",
                        help="environment variable holding the site role's password (default: set none)")
     grant.set_defaults(func=cmd_grant)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m db", description=__doc__)
+    add_arguments(p)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Runs a parsed `db` command with one-line errors."""
     try:
         return args.func(args)
     except DatabaseError as exc:
@@ -137,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         url = database_url(args.db)
         print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""`python -m leaderboard COMMAND`: the challenge server's command line.
+"""`python -m leaderboard COMMAND`: the challenge server's command line (also `convbench challenge|team|submit|admin`).
 
-Each command group lives in its own module and adds its parser here (`admin` today; a `serve`
-for the site can join the same way).
+Each command group lives in its own module and adds its parser here (`admin` today; the site is
+`convbench site`).
 """
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from db.engine import DatabaseError, database_url, describe_error, safe_url
 from leaderboard import admin
-from leaderboard.errors import LeaderboardError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,21 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if prepare := getattr(args, "prepare", None):
-            prepare(args)
-        return args.func(args)
-    except LeaderboardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except DatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as exc:  # past the checks: the database failed mid-way; one line, no SQL, no password
-        url = database_url(getattr(args, "db", None))
-        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
-        return 1
+    return admin.run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""`python -m leaderboard admin ...`: challenges, teams, tokens and submissions from the shell."""
+"""`python -m leaderboard admin ...`: challenges, teams, tokens and submissions from the shell.
+
+The same commands are `convbench challenge create|list`, `convbench team create|list|revoke`,
+`convbench submit` and `convbench admin ...`. Building their parsers imports argparse and db.engine
+only; each command imports what it works with.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,17 +12,11 @@ import os
 import socket
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
-from db.engine import DEFAULT_URL, URL_ENV, create_schema, open_database, session_scope
-from db.schema import Challenge, Submission, Team
-from leaderboard import scoring
-from leaderboard.challenges import create_challenge, list_challenges
-from leaderboard.quota import rescore, submit
-from leaderboard.tokens import create_team, list_teams, revoke
+from db.engine import DEFAULT_URL, URL_ENV
 
 TOKEN_ENV = "CONVBENCH_TOKEN"
 
@@ -35,6 +34,9 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 def cmd_create_challenge(args: argparse.Namespace) -> int:
+    from db.engine import session_scope
+    from leaderboard.challenges import create_challenge, list_challenges
+
     if args.if_missing:
         with session_scope(args.db) as session:
             if any(c.slug == args.slug for c in list_challenges(session)):
@@ -49,6 +51,9 @@ def cmd_create_challenge(args: argparse.Namespace) -> int:
 
 
 def cmd_create_team(args: argparse.Namespace) -> int:
+    from db.engine import session_scope
+    from leaderboard.tokens import create_team
+
     with session_scope(args.db) as session:
         token = create_team(session, args.name, official=args.official)
     kind = "official team" if args.official else "team"
@@ -57,6 +62,9 @@ def cmd_create_team(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke_token(args: argparse.Namespace) -> int:
+    from db.engine import session_scope
+    from leaderboard.tokens import revoke
+
     with session_scope(args.db) as session:
         revoke(session, args.name)
     print(f"token of team {args.name!r} revoked")
@@ -64,6 +72,9 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
 
 
 def cmd_list_challenges(args: argparse.Namespace) -> int:
+    from db.engine import session_scope
+    from leaderboard.challenges import list_challenges
+
     with session_scope(args.db) as session:
         rows = [(c.id, c.slug, c.task, c.dataset, c.metric, f"{c.quota}/{c.window_days:g}d", c.title)
                 for c in list_challenges(session)]
@@ -72,6 +83,9 @@ def cmd_list_challenges(args: argparse.Namespace) -> int:
 
 
 def cmd_list_teams(args: argparse.Namespace) -> int:
+    from db.engine import session_scope
+    from leaderboard.tokens import list_teams
+
     with session_scope(args.db) as session:
         rows = [(t.id, t.name, "yes" if t.official else "", "yes" if t.revoked else "", f"{t.created_at:%Y-%m-%d}")
                 for t in list_teams(session)]
@@ -80,6 +94,12 @@ def cmd_list_teams(args: argparse.Namespace) -> int:
 
 
 def cmd_list_submissions(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from db.engine import session_scope
+    from db.schema import Challenge, Submission, Team
+    from leaderboard import scoring
+
     query = (select(Submission, Team.name, Challenge.slug, Challenge.metric)
              .join(Team, Submission.team_id == Team.id).join(Challenge, Submission.challenge_id == Challenge.id)
              .order_by(Submission.id))
@@ -94,6 +114,9 @@ def cmd_list_submissions(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
+    from leaderboard import scoring
+    from leaderboard.quota import rescore
+
     scored = rescore(args.db, args.id)
     metric = scored.scores["metric"]
     print(f"submission {args.id}: {metric} = {scoring.metric_value(metric, scored.primary_score):.4f}")
@@ -101,6 +124,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from leaderboard.quota import submit
+
     token = args.token or os.environ.get(TOKEN_ENV)
     if not token:
         print(f"error: give --token or set ${TOKEN_ENV}", file=sys.stderr)
@@ -150,19 +175,12 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> None:
         print("(none)")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    """Add `admin` and its subcommands to the top-level parser's subcommands."""
-    db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", default=None, metavar="URL",
-                    help=f"database URL (default: ${URL_ENV}, else {DEFAULT_URL}); migrated to the newest schema first")
-    admin = commands.add_parser("admin", help="manage challenges, teams, tokens and submissions",
-                                description="Manage the challenge server: challenges, teams and their tokens, "
-                                            "submissions.")
-    sub = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+def _db_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, metavar="URL",
+                   help=f"database URL (default: ${URL_ENV}, else {DEFAULT_URL}); migrated to the newest schema first")
 
-    p = sub.add_parser("create-challenge", parents=[db], help="create a challenge on a dataset's test split",
-                       description="Create a challenge: stores the dataset's test labels (held, never shown) "
-                                   "and the rule of at most QUOTA scored submissions per team per rolling window.")
+
+def _create_challenge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slug", required=True, help="short name used in URLs and commands, e.g. synthetic-10")
     p.add_argument("--dataset", required=True, help="dataset name from the registry, e.g. synthetic, digits")
     p.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
@@ -173,43 +191,136 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--if-missing", action="store_true", help="do nothing if a challenge of that slug exists")
     p.set_defaults(func=cmd_create_challenge)
 
-    p = sub.add_parser("create-team", parents=[db], help="create a team and print its token once",
-                       description="Create a team. Its token is printed once and stored only as a hash.")
+
+def _create_team(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="the team's name, shown on the leaderboard")
     p.add_argument("--official", action="store_true", help="an official baseline team: not bound by the quota")
     p.set_defaults(func=cmd_create_team)
 
-    p = sub.add_parser("revoke-token", parents=[db], help="revoke a team's token",
-                       description="Revoke a team's token; its submissions stay on the leaderboard.")
+
+def _revoke_token(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", help="the team's name")
     p.set_defaults(func=cmd_revoke_token)
 
-    p = sub.add_parser("list-challenges", parents=[db], help="list the challenges")
-    p.set_defaults(func=cmd_list_challenges)
 
-    p = sub.add_parser("list-teams", parents=[db], help="list the teams (never their tokens)")
-    p.set_defaults(func=cmd_list_teams)
-
-    p = sub.add_parser("list-submissions", parents=[db], help="list scored submissions",
-                       description="List scored submissions with their primary metric.")
+def _list_submissions(p: argparse.ArgumentParser) -> None:
     p.add_argument("--challenge", default=None, metavar="SLUG", help="only this challenge's submissions")
     p.set_defaults(func=cmd_list_submissions)
 
-    p = sub.add_parser("rescore", parents=[db], help="score a stored submission again",
-                       description="Validate and score a stored submission again, e.g. after a scorer fix; "
-                                   "its time and quota use stay as they were.")
+
+def _rescore(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", type=int, help="the submission's id (see list-submissions)")
     p.set_defaults(func=cmd_rescore)
 
-    p = sub.add_parser("submit", parents=[db], help="submit a prediction file as a team",
-                       description="Validate, score and record a prediction file; prints the scores and the "
-                                   "submissions left in the window. A rejected file costs nothing.")
+
+def _submit(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="CSV (classification or detection) or COCO results JSON (detection)")
     p.add_argument("--token", default=None, help=f"the team's token (default: ${TOKEN_ENV})")
     p.add_argument("--challenge", required=True, metavar="SLUG", help="the challenge's slug")
     p.add_argument("--label", default="", help="the entry's name on the leaderboard, e.g. resnet50")
     p.set_defaults(func=cmd_submit)
-    admin.set_defaults(prepare=prepare)
+
+
+def _sets(func: Callable[..., int]) -> Callable[[argparse.ArgumentParser], None]:
+    return lambda p: p.set_defaults(func=func)
+
+
+class Sub:
+    """One admin command: its one-line help, a longer description (default: the help), an example's arguments."""
+
+    def __init__(self, build: Callable[[argparse.ArgumentParser], None], help: str, example: str,
+                 description: str = "") -> None:
+        self.build, self.help, self.example, self.description = build, help, example, description or help
+
+
+# By their `python -m leaderboard admin` names; `convbench challenge|team|submit` give them shorter ones.
+SUBCOMMANDS: dict[str, Sub] = {
+    "create-challenge": Sub(_create_challenge, "create a challenge on a dataset's test split",
+                            "--slug synthetic-10 --dataset synthetic --option num_classes=10",
+                            "Create a challenge: stores the dataset's test labels (held, never shown) and the rule "
+                            "of at most QUOTA scored submissions per team per rolling window."),
+    "create-team": Sub(_create_team, "create a team and print its token once", "'my team'",
+                       "Create a team. Its token is printed once and stored only as a hash."),
+    "revoke-token": Sub(_revoke_token, "revoke a team's token", "'my team'",
+                        "Revoke a team's token; its submissions stay on the leaderboard."),
+    "list-challenges": Sub(_sets(cmd_list_challenges), "list the challenges", "--db sqlite:///convbench.db"),
+    "list-teams": Sub(_sets(cmd_list_teams), "list the teams (never their tokens)", "--db sqlite:///convbench.db"),
+    "list-submissions": Sub(_list_submissions, "list scored submissions", "--challenge synthetic-10",
+                            "List scored submissions with their primary metric."),
+    "rescore": Sub(_rescore, "score a stored submission again", "42",
+                   "Validate and score a stored submission again, e.g. after a scorer fix; its time and quota use "
+                   "stay as they were."),
+    "submit": Sub(_submit, "submit a prediction file as a team", "--token TOKEN --challenge synthetic-10 preds.csv",
+                  "Validate, score and record a prediction file; prints the scores and the submissions left in the "
+                  "window. A rejected file costs nothing."),
+}
+CHALLENGE = {"create": "create-challenge", "list": "list-challenges"}  # kit (#14) and close (#15) to come
+TEAM = {"create": "create-team", "list": "list-teams", "revoke": "revoke-token"}
+
+
+def add_command(p: argparse.ArgumentParser, name: str) -> None:
+    """`p` made the admin command `name`: its --db, its arguments, and its example unless `p` has one."""
+    sub = SUBCOMMANDS[name]
+    _db_option(p)
+    sub.build(p)
+    p.epilog = p.epilog or f"example:\n  %(prog)s {sub.example}"
+    p.set_defaults(prepare=prepare)
+
+
+def _group(p: argparse.ArgumentParser, dest: str, names: dict[str, str]) -> None:
+    commands = p.add_subparsers(dest=dest, required=True, metavar="COMMAND")
+    for shown, name in names.items():
+        sub = SUBCOMMANDS[name]
+        add_command(commands.add_parser(shown, help=sub.help, description=sub.description), name)
+
+
+def add_admin_commands(p: argparse.ArgumentParser) -> None:
+    """`p` made the `admin` group: every command under its full name."""
+    _group(p, "admin_command", {name: name for name in SUBCOMMANDS})
+
+
+def add_challenge_commands(p: argparse.ArgumentParser) -> None:
+    """`p` made `convbench challenge`: create, list."""
+    _group(p, "challenge_command", CHALLENGE)
+
+
+def add_team_commands(p: argparse.ArgumentParser) -> None:
+    """`p` made `convbench team`: create, list, revoke."""
+    _group(p, "team_command", TEAM)
+
+
+def add_submit_arguments(p: argparse.ArgumentParser) -> None:
+    """`p` made `convbench submit`."""
+    add_command(p, "submit")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add `admin` and its subcommands to the top-level parser's subcommands."""
+    add_admin_commands(commands.add_parser(
+        "admin", help="manage challenges, teams, tokens and submissions",
+        description="Manage the challenge server: challenges, teams and their tokens, submissions."))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs a parsed admin command on an up-to-date schema, with one-line errors."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.engine import DatabaseError, database_url, describe_error, safe_url
+    from leaderboard.errors import LeaderboardError
+
+    try:
+        args.prepare(args)
+        return args.func(args)
+    except LeaderboardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # past the checks: the database failed mid-way; one line, no SQL, no password
+        url = database_url(getattr(args, "db", None))
+        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
+        return 1
 
 
 CREATES = (cmd_create_challenge, cmd_create_team)  # the commands that may start a new database
@@ -220,4 +331,6 @@ def prepare(args: argparse.Namespace) -> None:
 
     Listing, revoking or submitting against a mistyped SQLite path must say so, not make an empty file.
     """
+    from db.engine import create_schema, open_database
+
     args.db = create_schema(open_database(args.db, create=args.func in CREATES))

@@ -1,4 +1,4 @@
-"""`python -m orchestrator`: plan and run benchmark suites on Ray."""
+"""`python -m orchestrator`: plan and run benchmark suites on Ray (also `convbench run` and `convbench plan`)."""
 from __future__ import annotations
 
 import argparse
@@ -7,14 +7,12 @@ import os
 import shlex
 import sys
 
-from sqlalchemy.exc import SQLAlchemyError
+# Building the parser imports argparse alone, so `--help` answers at once. The database layer is imported
+# by the commands, and the orchestrator's modules (Ray, torch: seconds to import) after a password has been
+# moved off the command line (see `reexec_without_password`).
 
-from db.engine import URL_ENV, DatabaseError, database_url, describe_error, has_password, open_database, program, \
-    safe_url, shown_path
-from workers.typed import ConfigError
-
-# The orchestrator's modules (Ray, torch: seconds to import) are imported by the commands, after a
-# password has been moved off the command line (see `reexec_without_password`).
+RUN = "run every job of a suite that is not done yet, then print the leaderboard"
+PLAN = "print a suite's jobs, what each needs and which are done; runs nothing"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -25,16 +23,26 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "on a multi-node cluster, a path every node shares")
 
 
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (default: $RAY_ADDRESS; without either, start a local Ray)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
+    p.set_defaults(func=cmd_run)
+
+
+def add_plan_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.set_defaults(func=cmd_plan)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m orchestrator", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run every job of a suite that is not done yet, then print the leaderboard")
-    _common(run)
-    run.add_argument("--address", default=None,
-                     help="Ray cluster to join (default: $RAY_ADDRESS; without either, start a local Ray)")
-    run.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (default: all)")
-    plan = sub.add_parser("plan", help="print a suite's jobs, what each needs and which are done; runs nothing")
-    _common(plan)
+    add_run_arguments(sub.add_parser("run", help=RUN, description=RUN,
+                                     epilog="example: %(prog)s --suite suites/smoke.toml --db sqlite:///convbench.db"))
+    add_plan_arguments(sub.add_parser("plan", help=PLAN, description=PLAN,
+                                      epilog="example: %(prog)s --suite suites/cpu.toml"))
     return p
 
 
@@ -45,6 +53,8 @@ def spool_folder(storage: str | None, suite_storage: str) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from db.engine import open_database
+
     # A plan only reads: a mistyped SQLite path is an error, not a new empty database with everything "to run".
     url = open_database(args.db)
     from orchestrator.campaign import make_plan, with_storage
@@ -68,6 +78,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from db.engine import open_database
     from orchestrator.campaign import print_board, run_campaign
     from orchestrator.store import Store
     from orchestrator.suite import load_suite
@@ -87,6 +98,8 @@ def leaderboard_hint(url: str) -> str:
 
     A URL with a password is never printed (this lands in job logs): the user sets $CONVBENCH_DB instead.
     """
+    from db.engine import URL_ENV, has_password, program, safe_url, shown_path
+
     app = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "leaderboard", "app.py")
     command = f"{program('streamlit')} run {shown_path(app)}"
     if not has_password(url):
@@ -97,6 +110,8 @@ def leaderboard_hint(url: str) -> str:
 
 def password_off_the_command_line(argv: list[str], url: str | None) -> list[str] | None:
     """`argv` without its --db when that URL holds a password; None when there is nothing to hide."""
+    from db.engine import has_password
+
     if not url or not has_password(url):
         return None
     kept = []
@@ -114,26 +129,32 @@ def reexec_without_password(argv: list[str], url: str | None) -> None:
     Ray records a driver's command line (/proc/PID/cmdline) as its job's entrypoint, shown on the
     dashboard, and `ps` shows it to every user: a password in --db would be on both for the whole run.
     """
+    from db.engine import URL_ENV
+
     kept = password_off_the_command_line(argv, url)
     if kept is None:
         return
-    # `python -m orchestrator` or the `convbench` script, with this interpreter's path so it finds the same venv
+    # What ran before `argv`, with this interpreter's path so it finds the same venv: `-m orchestrator`,
+    # `-m convbench`, or the `convbench` script's path (`argv` then starts with `run`).
     launcher = [sys.executable, *sys.orig_argv[1:len(sys.orig_argv) - len(argv)]]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [*launcher, *kept], {**os.environ, URL_ENV: url})
 
 
-COMMANDS = {"run": cmd_run, "plan": cmd_plan}
+def run_command(args: argparse.Namespace) -> int:
+    """Runs `args.func` (cmd_run, cmd_plan) with one-line errors; first, when `args.argv` is this process's own
+    command line (`args.from_process`), re-executes it if its --db holds a password."""
+    from sqlalchemy.exc import SQLAlchemyError
 
+    from db.engine import DatabaseError, database_url, describe_error, safe_url
+    from workers.typed import ConfigError
 
-def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parser().parse_args(argv)
-    if argv is None:  # this process's own command line; a caller's list is not on it
-        reexec_without_password(sys.argv[1:], args.db)
+    if getattr(args, "from_process", False):  # a caller's list is not on this process's command line
+        reexec_without_password(args.argv, args.db)
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except (ConfigError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -141,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         url = database_url(args.db)
         print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    from_process = argv is None
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    args.argv, args.from_process = argv, from_process
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
 """The model zoo: every architecture of the lecture, built by torchvision with `weights=None`.
 
-`python -m workers.zoo` lists them with parameters and GFLOPs at the native resolution.
+`python -m workers.zoo` (or `convbench zoo`) lists them with parameters and GFLOPs at the native resolution.
+Importing this module imports no torch: the registry is data, and torchvision's builder is looked up
+when a model is built, so the orchestrator's planning and `--help` answer at once.
 """
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import torch
-from torch import nn
-from torchvision import models
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from workers.recipes import FAMILY_RECIPES, Recipe
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,15 @@ DENSENET = "Densely Connected Convolutional Networks (Huang et al.)"
 ARCHS: dict[str, Arch] = {}
 
 
+def torchvision_model(name: str, **kwargs: Any) -> nn.Module:
+    """torchvision's `name` model, built with `kwargs` (torchvision is imported by the first build)."""
+    from torchvision import models
+
+    return getattr(models, name)(**kwargs)
+
+
 def _register(name: str, family: str, paper: str, year: int, native: int, minimum: int, **kw: Any) -> None:
-    ARCHS[name] = Arch(name, family, paper, year, native, minimum, getattr(models, name), **kw)
+    ARCHS[name] = Arch(name, family, paper, year, native, minimum, partial(torchvision_model, name), **kw)
 
 
 _register("alexnet", "alexnet", ALEXNET, 2012, 224, 63)
@@ -90,6 +101,7 @@ def count_params(model: nn.Module, skip: tuple[str, ...] = ()) -> int:
 
 def count_flops(model: nn.Module, size: int) -> float:
     """FLOPs of one forward pass on one image, by torch's counter (a multiply-add counts as 2)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
@@ -102,9 +114,9 @@ def count_flops(model: nn.Module, size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def zoo_table(num_classes: int = 1000) -> list[dict[str, Any]]:
+def zoo_table(num_classes: int = 1000, names: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
-    for arch in ARCHS.values():
+    for arch in map(get_arch, names) if names else ARCHS.values():
         model = arch.build(num_classes)
         flops = count_flops(model, arch.native_size)
         rows.append({
@@ -116,23 +128,44 @@ def zoo_table(num_classes: int = 1000) -> list[dict[str, Any]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m workers.zoo",
-        description="List every architecture with parameters and compute at its native resolution. "
-                    "GMACs counts a multiply-add once (torchvision's published 'GFLOPS'); GFLOPs counts it twice "
-                    "(torch.utils.flop_counter).")
+DESCRIPTION = ("List every architecture with parameters and compute at its native resolution. GMACs counts a "
+               "multiply-add once (torchvision's published 'GFLOPS'); GFLOPs counts it twice "
+               "(torch.utils.flop_counter).")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The zoo table's options (`python -m workers.zoo`, `convbench zoo`); no torch until it runs."""
     parser.add_argument("--classes", type=int, default=1000, help="classifier width (default 1000, as ImageNet)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
+    parser.add_argument("--only", type=_arch_names, default=[], metavar="ARCH[,ARCH]",
+                        help="only these architectures (default: all)")
+
+
+def _arch_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ARCHS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown architecture {unknown[0]!r}; known: {', '.join(ARCHS)}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    table = pd.DataFrame(zoo_table(args.classes))
+    table = pd.DataFrame(zoo_table(args.classes, args.only))
     if args.json:
         print(table.to_json(orient="records", indent=2))
     else:
         print(table.drop(columns="paper").to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers.zoo", description=DESCRIPTION,
+                                     epilog="example: %(prog)s --classes 10 --only alexnet,resnet50")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
