@@ -13,23 +13,33 @@ from sqlalchemy import Float, cast, func, select, union_all
 from db.engine import session_scope
 from db.schema import Challenge, Run, Submission, Team
 from leaderboard import scoring
+from workers.metric_registry import (
+    METRICS,
+    PRIMARY,
+    Metric,
+    board_metrics,
+    column_metrics,
+    listed_metrics,
+)
 
+# The metric columns follow from workers.metric_registry: `runs` columns as the table has them (fixed at
+# import, as the schema is); a board's columns and a team's history are read from the registry per call.
+RUN_METRICS = tuple(listed_metrics(column=True))  # what the run lists show: top-1/top-5 err, mAP@0.5
 RUN_COLUMNS = {
     "arch": "architecture", "family": "family", "dataset": "dataset", "suite": "suite", "seed": "seed",
-    "state": "state", "top1_err": "top-1 err", "top5_err": "top-5 err", "map50": "mAP@0.5", "params": "params",
+    "state": "state", **{name: METRICS[name].display for name in RUN_METRICS}, "params": "params",
     "flops": "FLOPs", "input_size": "input", "train_ips": "train img/s", "wall_s": "wall s", "hardware": "hardware",
     "finished_at": "finished", "job_id": "job",
 }
 STATES = ("queued", "running", "done", "failed")
-ARCH_COLUMNS = ("job_id", "task", "arch", "family", "dataset", "suite", "seed", "top1_err", "top5_err", "map50",
-                "map_coco", "params", "flops", "input_size", "train_ips", "eval_ips", "wall_s", "peak_mem_mb",
-                "hardware", "finished_at")
+ARCH_COLUMNS = ("job_id", "task", "arch", "family", "dataset", "suite", "seed", *column_metrics(), "params", "flops",
+                "input_size", "train_ips", "eval_ips", "wall_s", "peak_mem_mb", "hardware", "finished_at")
 CAMPAIGN_COLUMNS = ("job_id", "suite", "task", "arch", "dataset", "seed", "state", "attempts", "epochs_done", "error",
                     "node", "created_at", "started_at", "finished_at", "wall_s")
-DETECTION_COLUMNS = ("job_id", "arch", "dataset", "suite", "seed", "map50", "map_coco", "params", "flops", "metrics",
-                     "finished_at")
+DETECTION_COLUMNS = ("job_id", "arch", "dataset", "suite", "seed", *column_metrics("detection"), "params", "flops",
+                     "metrics", "finished_at")
 RECORD_COLUMNS = ("job_id", "suite", "task", "arch", "family", "dataset", "seed", "state", "error", "attempts",
-                  "epochs_done", "top1_err", "top5_err", "map50", "map_coco", "metrics", "history", "params", "flops",
+                  "epochs_done", *column_metrics(), "metrics", "history", "params", "flops",
                   "input_size", "train_ips", "eval_ips", "wall_s", "peak_mem_mb", "config", "git_commit", "versions",
                   "hardware", "node", "launcher", "checkpoint", "log_path", "log_text", "created_at", "started_at",
                   "finished_at")  # log_path is shown only; log_text is the log
@@ -37,6 +47,11 @@ SUBMISSION_COLUMNS = ("submission_id", "team", "official", "label", "run_id", "a
                       "input_size", "primary_score", "scores", "created_at")
 TIME_COLUMNS = ("created_at", "started_at", "finished_at")
 BOARD_PAGE = 200  # rows per page: a board's entries, and the run lists of the other pages
+
+
+def metric_text(metric: Metric, value: float, digits: int = 2) -> str:
+    """A metric's value as text in its unit: "12.3%" for a fraction shown in percent, else the number."""
+    return f"{100 * value:.{digits}f}%" if metric.percent else f"{value:.{digits + 2}f}"
 
 
 def _times(frame: pd.DataFrame) -> pd.DataFrame:
@@ -77,8 +92,14 @@ def _within(column: Any, values: list[str] | None) -> list[Any]:
     return [] if values is None else [column.in_(list(values))]
 
 
-# Best first: top-5 error (classification), then mAP (detection), then the job id, so pages never overlap.
-RANKING = (Run.top5_err.asc().nulls_last(), Run.top1_err.asc().nulls_last(), Run.map50.desc().nulls_last(),
+def _best_first(name: str) -> Any:
+    column = getattr(Run, name)
+    return (column.asc() if METRICS[name].lower_is_better else column.desc()).nulls_last()
+
+
+# Best first: each task's board order of the listed metrics (classification: top-5 error, then top-1; then
+# detection: mAP@0.5), then the job id, so pages never overlap.
+RANKING = (*(_best_first(m.name) for task in PRIMARY for m in board_metrics(task) if m.name in RUN_METRICS),
            Run.job_id)
 
 
@@ -96,11 +117,11 @@ def runs_frame(url: str | None = None, suite: str | None = None, state: str | No
 def format_runs(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(no finished runs)"
-    view = frame[["arch", "dataset", "seed", "top1_err", "top5_err", "map50", "params", "flops", "train_ips", "wall_s"]].copy()
+    view = frame[["arch", "dataset", "seed", *RUN_METRICS, "params", "flops", "train_ips", "wall_s"]].copy()
     view["params"] = (view["params"] / 1e6).map("{:.2f}M".format)
     view["flops"] = (view["flops"] / 1e9).map("{:.3f}G".format)
-    for col in ("top1_err", "top5_err", "map50"):
-        view[col] = view[col].map(lambda v: "-" if pd.isna(v) else f"{100 * v:.1f}%")
+    for col in RUN_METRICS:
+        view[col] = view[col].map(lambda v, m=METRICS[col]: "-" if pd.isna(v) else metric_text(m, v, 1))
     view["train_ips"] = view["train_ips"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}")
     view["wall_s"] = view["wall_s"].map(lambda v: "-" if pd.isna(v) else f"{v:.1f}")
     view.index = range(1, len(view) + 1)
@@ -208,8 +229,8 @@ def _score(scores: Any, key: str) -> float:
 
 
 def board_columns(task: str) -> tuple[str, ...]:
-    """The score columns of a board: the primary metric first, the companion metric beside it."""
-    return ("top5_err", "top1_err") if task == "classification" else ("map50", "map_coco")
+    """The score columns of a board: the primary metric first, the task's other board metrics beside it."""
+    return tuple(m.name for m in board_metrics(task))
 
 
 def significance(frame: pd.DataFrame, metric: str) -> pd.Series:
@@ -285,7 +306,7 @@ def team_submissions(url: str | None, team: str) -> pd.DataFrame:
     raw = _frame(url, query, columns)
     history = raw[["created_at", "challenge", "label", "metric", "n_rows", "submission_id"]].copy()
     history["score"] = [scoring.metric_value(m, p) for m, p in zip(raw["metric"], raw["primary_score"])]
-    for key in ("top1_err", "top5_err", "map50"):
+    for key in listed_metrics():
         history[key] = [_score(scores, key) for scores in raw["scores"]]
     return history
 

@@ -4,6 +4,9 @@ Convention: `Submission.primary_score` is lower-is-better for every metric, so o
 any challenge. Errors (top-k) are stored as they are; mAP is stored as 1 - mAP. `metric_value`
 turns a primary score back into the metric's own value for display.
 
+What is scored, and how, is workers.metric_registry's: each task's metrics in declaration order, with
+a percentile bootstrap interval for those that declare a resampler.
+
 Nothing here puts a held label into an exception or a log line: failures inside scoring surface
 as a generic ScoringError (DESIGN invariant 1).
 """
@@ -23,12 +26,22 @@ from sqlalchemy.orm import Session
 from db.schema import Challenge, HeldLabel
 from leaderboard.errors import ChallengeError, ScoringError
 from leaderboard.submissions import Classifications, Detections, Parsed
+from workers.metric_registry import (
+    PRIMARY,
+    Metric,
+    first_hit_rank,  # noqa: F401  (re-exported: leaderboard.scoring.first_hit_rank, as before)
+    lower_is_better,
+    rank_counts,
+    resample_rank_counts,
+    task_metrics,
+    top_k_error,
+)
+from workers.prediction_format import MAX_GUESSES
 
 log = logging.getLogger(__name__)
 
-METRIC_FOR_TASK = {"classification": "top5_err", "detection": "map50"}
-HIGHER_IS_BETTER = frozenset({"map50", "map50_coco", "map_coco"})
-TOP_K = 5  # ILSVRC reports top-1 and top-5; a file with k < 5 guesses misses on the rest
+METRIC_FOR_TASK = PRIMARY  # the metric a new challenge of each task ranks by
+TOP_K = MAX_GUESSES  # ILSVRC reports top-1 and top-5; a file with k < 5 guesses misses on the rest
 RESAMPLES = 1000
 SEED = 0
 LEVEL = 0.95
@@ -41,12 +54,12 @@ class Scored:
 
 
 def primary_score(metric: str, value: float) -> float:
-    return 1.0 - value if metric in HIGHER_IS_BETTER else value
+    return value if lower_is_better(metric) else 1.0 - value
 
 
 def metric_value(metric: str, primary: float) -> float:
     """The metric's own value (e.g. mAP) from a stored primary score."""
-    return 1.0 - primary if metric in HIGHER_IS_BETTER else primary
+    return primary if lower_is_better(metric) else 1.0 - primary
 
 
 # --- the held labels -----------------------------------------------------------------------
@@ -150,62 +163,51 @@ def score_submission(session: Session, challenge: Challenge, parsed: Parsed) -> 
     return Scored(primary_score(metric, float(scores[metric])), {"metric": metric, **scores})
 
 
+# --- the registry's metrics with their bootstrap intervals ---------------------------------------
+
+def registry_scores(metrics: list[Metric], evidence: Any, resamples: int = RESAMPLES, seed: int = SEED,
+                    level: float = LEVEL) -> dict[str, Any]:
+    """Each metric's value from the task's evidence, and `<name>_ci`, a percentile bootstrap interval,
+    for those with a resampler."""
+    scores: dict[str, Any] = {}
+    draws: dict[Any, Any] = {}  # resampler -> resampled evidence: metrics that resample alike share the draws
+    for metric in metrics:
+        scores[metric.name] = float(metric.compute(evidence))
+        if metric.bootstrap is not None:
+            if metric.bootstrap not in draws:
+                draws[metric.bootstrap] = metric.bootstrap(evidence, resamples, seed)
+            low, high = np.quantile(metric.compute(draws[metric.bootstrap]), [(1 - level) / 2, (1 + level) / 2])
+            scores[f"{metric.name}_ci"] = [float(low), float(high)]
+    return scores
+
+
 # --- classification: top-k error with bootstrap intervals ----------------------------------
-
-def first_hit_rank(guesses: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """For each image, the rank (0 = best guess) of the guess equal to its label; k when none is."""
-    if guesses.shape[0] != labels.shape[0]:
-        raise ValueError(f"{guesses.shape[0]} predictions for {labels.shape[0]} images")
-    hit = guesses == labels[:, None]
-    return np.where(hit.any(axis=1), hit.argmax(axis=1), guesses.shape[1])
-
 
 def topk_errors(guesses: np.ndarray, labels: np.ndarray, top_k: int = TOP_K) -> np.ndarray:
     """Top-1..top-`top_k` error; beyond the file's k guesses the error stays at top-k."""
-    k = guesses.shape[1]
-    counts = np.bincount(first_hit_rank(guesses, labels), minlength=k + 1)
-    return _errors_from_counts(counts, len(labels), top_k)
+    return _errors_from_counts(rank_counts(guesses, labels), top_k)
 
 
-def _errors_from_counts(counts: np.ndarray, n: int, top_k: int) -> np.ndarray:
+def _errors_from_counts(counts: np.ndarray, top_k: int) -> np.ndarray:
     """counts[..., r]: images first hit at rank r (last: missed) -> errors for top-1..top-`top_k`."""
-    k = counts.shape[-1] - 1
-    hits = np.cumsum(counts[..., :k], axis=-1)
-    hits = np.concatenate([hits, np.repeat(hits[..., -1:], max(top_k - k, 0), axis=-1)], axis=-1)[..., :top_k]
-    return 1.0 - hits / max(n, 1)
+    return np.stack([top_k_error(counts, k) for k in range(1, top_k + 1)], axis=-1)
 
 
 def bootstrap_errors(guesses: np.ndarray, labels: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED,
                      top_k: int = TOP_K) -> np.ndarray:
-    """Top-k errors of `resamples` bootstrap resamples of the test images (resamples x top_k).
-
-    Resampling n images with replacement and counting those first hit at each rank draws the
-    count vector from Multinomial(n, observed rank frequencies); drawing that directly is the
-    same bootstrap without materialising resamples x n indices (50M for ImageNet-sized sets).
-    """
-    counts = np.bincount(first_hit_rank(guesses, labels), minlength=guesses.shape[1] + 1)
-    return _bootstrap_from_counts(counts, resamples, seed, top_k)
-
-
-def _bootstrap_from_counts(counts: np.ndarray, resamples: int, seed: int, top_k: int) -> np.ndarray:
-    n = int(counts.sum())
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, counts / max(n, 1), size=resamples)
-    return _errors_from_counts(draws, n, top_k)
+    """Top-k errors of `resamples` bootstrap resamples of the test images (resamples x top_k), drawn
+    as the registry's classification metrics draw them (workers.metric_registry.resample_rank_counts)."""
+    return _errors_from_counts(resample_rank_counts(rank_counts(guesses, labels), resamples, seed), top_k)
 
 
 def classification_scores(guesses: np.ndarray, labels: np.ndarray, resamples: int = RESAMPLES,
                           seed: int = SEED, level: float = LEVEL) -> dict[str, Any]:
-    """Top-1..top-5 error and their percentile bootstrap confidence intervals over test images."""
-    # The ranks once: the errors and the bootstrap both come from their counts.
-    counts = np.bincount(first_hit_rank(guesses, labels), minlength=guesses.shape[1] + 1)
-    errors = _errors_from_counts(counts, len(labels), TOP_K)
-    boot = _bootstrap_from_counts(counts, resamples, seed, TOP_K)
-    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    """The classification metrics (top-1..top-5 error, ...) and their percentile bootstrap confidence
+    intervals over test images."""
+    # The ranks once: every metric and every resample comes from their counts.
+    counts = rank_counts(guesses, labels)
     scores: dict[str, Any] = {"n_images": int(len(labels)), "guesses": int(guesses.shape[1])}
-    for j in range(TOP_K):
-        scores[f"top{j + 1}_err"] = float(errors[j])
-        scores[f"top{j + 1}_err_ci"] = [float(low[j]), float(high[j])]
+    scores |= registry_scores(task_metrics("classification"), counts, resamples, seed, level)
     scores["ci"] = {"level": level, "resamples": resamples, "seed": seed,
                     "method": "percentile bootstrap over test images"}
     return scores
@@ -218,18 +220,17 @@ def detection_scores(detections: Detections, ids: np.ndarray, truth: list[list[l
     """VOC mAP@0.5 (all-point), COCO's mAP@0.5 and mAP@[.5:.95], and each class's AP.
 
     `truth[i]` holds the boxes [x1, y1, x2, y2, class_id, difficult] of test image `ids[i]`.
-    workers.detection.metrics does the work (COCO matching, in C++; difficult boxes as crowd
+    workers.detection.map_metrics does the work (COCO matching, in C++; difficult boxes as crowd
     regions), so a run's own evaluation and its score here cannot drift apart.
     """
-    # Imported here: it pulls in torch, which classification challenges never need.
-    from workers.detection.metrics import evaluate_detections
+    # Imported here: it pulls in faster-coco-eval, which classification challenges never need.
+    from workers.detection.map_metrics import evaluate_detections
 
     ground_truth = {image_id: boxes or [] for image_id, boxes in zip(ids.tolist(), truth)}
     rows = zip(ids[detections.image_index].tolist(), detections.class_id.tolist(), detections.score.tolist(),
                *detections.boxes.T.tolist())
     result = evaluate_detections(ground_truth, rows, len(class_names), class_names)
-    return {"map50": result["map50"], "map50_coco": result["map50_coco"], "map_coco": result["map_coco"],
-            "interpolation": result["interpolation"],
+    return {**registry_scores(task_metrics("detection"), result), "interpolation": result["interpolation"],
             # NaN (a class without boxes in the test set) is not JSON: it is stored as null.
             "ap50_per_class": {name: _finite_or_none(ap) for name, ap in result["ap50"].items()},
             "ap_coco_per_class": {name: _finite_or_none(ap) for name, ap in result["ap_coco"].items()},

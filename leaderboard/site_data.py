@@ -12,14 +12,14 @@ from typing import Any
 
 import pandas as pd
 
-from leaderboard.queries import STATES, board_columns
+from leaderboard.queries import RUN_METRICS, STATES, board_columns
+from workers.metric_registry import PRIMARY, Metric, board_metrics, task_metrics
 
 # timm's results CSVs (results-imagenet.csv): accuracies and errors in percent, parameters in millions.
+# The metric columns of the exports beyond these follow from workers.metric_registry (`board` metrics).
 TIMM_COLUMNS = ("model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size")
-CSV_EXTRAS = ("gflops", "rank", "team", "baseline", "top1_err_ci_low", "top1_err_ci_high", "top5_err_ci_low",
-              "top5_err_ci_high", "vs_leader", "submitted", "run_id")
-DETECTION_CSV = ("rank", "model", "team", "baseline", "map50", "map50_ci_low", "map50_ci_high", "map_coco",
-                 "param_count", "gflops", "img_size", "vs_leader", "submitted", "run_id")
+# The learning curves shown first: the listed metrics on validation (as the loops log them), then the loss.
+CURVES = (*(f"val_{name}" for name in RUN_METRICS), "train_loss")
 JSON_FIELDS = ("rank", "entry", "team", "baseline", "label", "params", "flops", "input_size", "arch", "run_id",
                "submitted", "submission_id", "vs_leader")
 
@@ -83,8 +83,25 @@ def _stamp(value: Any) -> str:
     return "" if pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _export_value(metric: Metric) -> Any:
+    """How an export writes a metric's value: a fraction shown in percent as a percentage (timm's way)."""
+    return _percent if metric.percent else (lambda v: None if pd.isna(v) else round(float(v), 6))
+
+
+def _interval_metrics(task: str) -> list[Metric]:
+    """The board metrics whose interval an export writes, in declaration order: the primary one (the verdicts
+    compare its intervals; empty where the scorer gives none) and those with a bootstrap."""
+    return [m for m in task_metrics(task) if m.name in board_columns(task)
+            and (m.name == PRIMARY[task] or m.bootstrap is not None)]
+
+
+def _interval_columns(out: pd.DataFrame, board: pd.DataFrame, metric: Metric) -> None:
+    out[f"{metric.name}_ci_low"] = board[f"{metric.name}_lo"].map(_export_value(metric))
+    out[f"{metric.name}_ci_high"] = board[f"{metric.name}_hi"].map(_export_value(metric))
+
+
 def classification_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
-    """The board in timm's results-CSV columns, then convbench's own (CIs, team, verdict)."""
+    """The board in timm's results-CSV columns, then convbench's own (other metrics, CIs, team, verdict)."""
     out = pd.DataFrame({
         "model": board["entry"],
         "top1": [None if pd.isna(e) else round(100 - 100 * e, 3) for e in board["top1_err"]],
@@ -96,24 +113,31 @@ def classification_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
         "gflops": board["flops"].map(lambda v: _millions(v, 1e9, 3)),
         "rank": board["rank"], "team": board["team"], "baseline": board["baseline"],
     })
-    for key in ("top1_err", "top5_err"):
-        out[f"{key}_ci_low"] = board[f"{key}_lo"].map(_percent)
-        out[f"{key}_ci_high"] = board[f"{key}_hi"].map(_percent)
+    for metric in task_metrics("classification"):
+        if metric.name in board_columns("classification") and metric.name not in TIMM_COLUMNS:
+            out[metric.name] = board[metric.name].map(_export_value(metric))
+    for metric in _interval_metrics("classification"):
+        _interval_columns(out, board, metric)
     out["vs_leader"], out["submitted"] = board["vs_leader"], board["submitted"].map(_stamp)
     out["run_id"] = board["run_id"].fillna("")
-    return out[list(TIMM_COLUMNS + CSV_EXTRAS)]
+    return out
 
 
 def detection_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "rank": board["rank"], "model": board["entry"], "team": board["team"], "baseline": board["baseline"],
-        "map50": board["map50"].map(_percent), "map50_ci_low": board["map50_lo"].map(_percent),
-        "map50_ci_high": board["map50_hi"].map(_percent), "map_coco": board["map_coco"].map(_percent),
-        "param_count": board["params"].map(_millions), "gflops": board["flops"].map(lambda v: _millions(v, 1e9, 3)),
-        "img_size": board["input_size"].map(_int_or_none).astype("Int64"), "vs_leader": board["vs_leader"],
-        "submitted": board["submitted"].map(_stamp), "run_id": board["run_id"].fillna(""),
-    })
-    return out[list(DETECTION_CSV)]
+    """The board's entries, each board metric with its interval beside it, then cost, verdict and run."""
+    out = pd.DataFrame({"rank": board["rank"], "model": board["entry"], "team": board["team"],
+                        "baseline": board["baseline"]})
+    intervals = _interval_metrics("detection")
+    for metric in board_metrics("detection"):
+        out[metric.name] = board[metric.name].map(_export_value(metric))
+        if metric in intervals:
+            _interval_columns(out, board, metric)
+    out["param_count"] = board["params"].map(_millions)
+    out["gflops"] = board["flops"].map(lambda v: _millions(v, 1e9, 3))
+    out["img_size"] = board["input_size"].map(_int_or_none).astype("Int64")
+    out["vs_leader"], out["submitted"] = board["vs_leader"], board["submitted"].map(_stamp)
+    out["run_id"] = board["run_id"].fillna("")
+    return out
 
 
 def board_csv(board: pd.DataFrame, task: str) -> str:
@@ -149,8 +173,7 @@ def curve_metrics(histories: pd.DataFrame) -> list[str]:
     """The numeric per-epoch series the runs logged, validation error first."""
     skip = {"job_id", "arch", "dataset", "seed", "epoch", "run"}
     found = [c for c in histories.columns if c not in skip and pd.api.types.is_numeric_dtype(histories[c])]
-    preferred = ["val_top1_err", "val_top5_err", "val_map50", "train_loss"]
-    return [c for c in preferred if c in found] + [c for c in found if c not in preferred]
+    return [c for c in CURVES if c in found] + [c for c in found if c not in CURVES]
 
 
 def with_run_labels(histories: pd.DataFrame) -> pd.DataFrame:

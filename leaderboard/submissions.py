@@ -48,11 +48,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from leaderboard.errors import ServerBusy, ValidationError
+from workers.prediction_format import (
+    DETECTION_CSV_HEADER,
+    MAX_GUESSES,
+    classification_header,
+)
 
 MAX_BYTES = 50 * 1024 * 1024
-MAX_GUESSES = 5
 SHOWN = 5  # how many missing ids an error lists
-DETECTION_CSV_HEADER = ("image_id", "class_id", "score", "x1", "y1", "x2", "y2")
 DETECTION_NUMBERS = ("score", "x1", "y1", "x2", "y2")
 COCO_KEYS = ("image_id", "category_id", "bbox", "score")
 FIRST_CLASS_ID = {"classification": 0, "detection": 1}
@@ -411,8 +414,8 @@ def _classification_header(body: Body) -> int:
     first = _first_line(body)
     k = first.count(",")
     # Only the first fields are compared: a header of a million commas must not become a million strings.
-    fields = [field.strip().lower() for field in first.split(",", MAX_GUESSES + 1)[:MAX_GUESSES + 1]]
-    if k < 1 or fields != ["image_id", *(f"pred_{j}" for j in range(1, min(k, MAX_GUESSES) + 1))]:
+    fields = tuple(field.strip().lower() for field in first.split(",", MAX_GUESSES + 1)[:MAX_GUESSES + 1])
+    if k < 1 or fields != classification_header(min(k, MAX_GUESSES)):
         raise ValidationError(f"line 1: the header must be image_id,pred_1,...,pred_k with 1 <= k <= {MAX_GUESSES} "
                               f"guesses, best first; got {_show(first, 60)}", 1)
     if k > MAX_GUESSES:
@@ -489,11 +492,11 @@ def _fast_header(data: bytes) -> int | None:
     if not ends:
         return None
     try:
-        fields = [field.strip().lower() for field in data[:min(ends)].decode("utf-8").split(",")]
+        fields = tuple(field.strip().lower() for field in data[:min(ends)].decode("utf-8").split(","))
     except UnicodeDecodeError:
         return None
     k = len(fields) - 1
-    if not 1 <= k <= MAX_GUESSES or fields != ["image_id", *(f"pred_{j}" for j in range(1, k + 1))]:
+    if not 1 <= k <= MAX_GUESSES or fields != classification_header(k):
         return None
     return k
 

@@ -21,12 +21,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from db.engine import create_schema, session_scope
 from db.schema import Run
 from workers.jobs import JobSpec
+from workers.metric_registry import column_metrics
 from workers.zoo import ARCHS
 
 log = logging.getLogger("convbench.store")
 T = TypeVar("T")
 
-RESULT_COLUMNS = ("top1_err", "top5_err", "map50", "map_coco", "metrics", "history", "epochs_done", "params", "flops",
+RESULT_COLUMNS = (*column_metrics(), "metrics", "history", "epochs_done", "params", "flops",  # metric columns: registry
                   "input_size", "train_ips", "eval_ips", "wall_s", "peak_mem_mb", "hardware", "node", "versions",
                   "git_commit", "checkpoint", "launcher", "attempts")
 RETRIES = (0.5, 2.0, 5.0)  # seconds between attempts before a result goes to the spool

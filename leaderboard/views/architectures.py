@@ -11,6 +11,7 @@ import streamlit as st
 from db.engine import database_url
 from leaderboard.paging import fetch_page, page_key, page_picker
 from leaderboard.queries import (
+    RUN_METRICS,
     architecture_facets,
     architecture_points,
     architectures_frame,
@@ -21,10 +22,11 @@ from leaderboard.site_data import (
     run_label,
     with_run_labels,
 )
+from workers.metric_registry import METRICS
 
 TABLE_COLUMNS = {
     "arch": "architecture", "family": "family", "dataset": "dataset", "suite": "suite", "seed": "seed",
-    "top1_err": "top-1 err", "top5_err": "top-5 err", "map50": "mAP@0.5", "params": "params (M)",
+    **{name: METRICS[name].display for name in RUN_METRICS}, "params": "params (M)",
     "flops": "GFLOPs", "input_size": "input", "train_ips": "train img/s", "eval_ips": "eval img/s",
     "wall_s": "wall s", "hardware": "hardware", "finished_at": "finished", "job_id": "job",
 }
@@ -51,9 +53,8 @@ def filters(facets: pd.DataFrame) -> dict[str, list[str] | None]:
 def show_table(view: pd.DataFrame) -> None:
     table = view.assign(params=view["params"] / 1e6, flops=view["flops"] / 1e9)[list(TABLE_COLUMNS)]
     st.dataframe(table.rename(columns=TABLE_COLUMNS), hide_index=True, column_config={
-        "top-1 err": st.column_config.NumberColumn(format="percent"),
-        "top-5 err": st.column_config.NumberColumn(format="percent"),
-        "mAP@0.5": st.column_config.NumberColumn(format="percent"),
+        **{TABLE_COLUMNS[name]: st.column_config.NumberColumn(format="percent" if METRICS[name].percent else None)
+           for name in RUN_METRICS},
         "params (M)": st.column_config.NumberColumn(format="%.2f"),
         "GFLOPs": st.column_config.NumberColumn(format="%.3f"),
         "train img/s": st.column_config.NumberColumn(format="%.0f"),

@@ -9,18 +9,25 @@ from leaderboard.paging import fetch_page, page_key, page_picker
 from leaderboard.queries import (
     BOARD_PAGE,
     RUN_COLUMNS,
+    RUN_METRICS,
     board_columns,
     challenges_frame,
     leaderboard,
     runs_frame,
 )
 from leaderboard.site_data import board_csv, board_json, spreadsheet_frame
+from workers.metric_registry import METRICS, Metric
 
-LABELS = {"top5_err": "top-5 err", "top1_err": "top-1 err", "map50": "mAP@0.5", "map_coco": "mAP@[.5:.95]"}
+
+def interval(low: float, high: float, metric: Metric) -> str:
+    if pd.isna(low) or pd.isna(high):
+        return ""
+    return f"{100 * low:.1f}–{100 * high:.1f}%" if metric.percent else f"{low:.3f}–{high:.3f}"
 
 
-def interval(low: float, high: float) -> str:
-    return "" if pd.isna(low) or pd.isna(high) else f"{100 * low:.1f}–{100 * high:.1f}%"
+def number_column(metric: Metric, label: str | None = None) -> st.column_config.NumberColumn:
+    """A metric's table column: a fraction in percent shown as a percentage."""
+    return st.column_config.NumberColumn(label, format="percent" if metric.percent else None)
 
 
 def display_frame(board: pd.DataFrame, task: str) -> pd.DataFrame:
@@ -33,9 +40,11 @@ def display_frame(board: pd.DataFrame, task: str) -> pd.DataFrame:
     view = pd.DataFrame({"rank": board["rank"], "entry": names["entry"], "team": names["team"],
                          "baseline": board["baseline"]})
     for key in board_columns(task):
-        view[LABELS[key]] = board[key]
+        label = METRICS[key].display
+        view[label] = board[key]
         if board[f"{key}_lo"].notna().any():
-            view[f"{LABELS[key]} 95% CI"] = [interval(lo, hi) for lo, hi in zip(board[f"{key}_lo"], board[f"{key}_hi"])]
+            view[f"{label} 95% CI"] = [interval(lo, hi, METRICS[key])
+                                       for lo, hi in zip(board[f"{key}_lo"], board[f"{key}_hi"])]
     view["vs leader"] = board["vs_leader"]
     view["params (M)"] = board["params"] / 1e6
     view["GFLOPs"] = board["flops"] / 1e9
@@ -57,9 +66,7 @@ def show_validation_runs(url: str) -> None:
     view = frame.assign(params=frame["params"] / 1e6, flops=frame["flops"] / 1e9)
     view.insert(0, "rank", range((page - 1) * BOARD_PAGE + 1, (page - 1) * BOARD_PAGE + len(view) + 1))
     st.dataframe(view.rename(columns=RUN_COLUMNS), hide_index=True, column_config={
-        "top-1 err": st.column_config.NumberColumn(format="percent"),
-        "top-5 err": st.column_config.NumberColumn(format="percent"),
-        "mAP@0.5": st.column_config.NumberColumn(format="percent"),
+        **{RUN_COLUMNS[name]: number_column(METRICS[name]) for name in RUN_METRICS},
         "params": st.column_config.NumberColumn("params (M)", format="%.2f"),
         "FLOPs": st.column_config.NumberColumn("GFLOPs", format="%.3f"),
     })
@@ -76,7 +83,7 @@ def show_board(url: str, challenge: pd.Series) -> None:
         st.info("No submissions yet. Teams upload predictions on the Submit page.")
         return
     st.dataframe(display_frame(board, task), hide_index=True, column_config={
-        **{LABELS[k]: st.column_config.NumberColumn(format="percent") for k in board_columns(task)},
+        **{METRICS[k].display: number_column(METRICS[k]) for k in board_columns(task)},
         "baseline": st.column_config.CheckboxColumn("official baseline"),
         "params (M)": st.column_config.NumberColumn(format="%.2f"),
         "GFLOPs": st.column_config.NumberColumn(format="%.3f"),
@@ -87,7 +94,7 @@ def show_board(url: str, challenge: pd.Series) -> None:
     ties = int((board["vs_leader"] == "not significantly different").sum())
     if ties:
         st.caption(f"{ties} entr{'y is' if ties == 1 else 'ies are'} not significantly different from the leader: "
-                   f"their 95% bootstrap CIs of {LABELS[metric]} overlap the leader's.")
+                   f"their 95% bootstrap CIs of {METRICS[metric].display} overlap the leader's.")
     slug = challenge["slug"]
     left, right = st.columns(2)
     left.download_button("Export CSV", board_csv(board, task), file_name=f"{slug}-leaderboard.csv", mime="text/csv",
@@ -107,7 +114,7 @@ def main() -> None:
     slug = st.selectbox("Challenge", list(titles), format_func=lambda s: f"{titles[s]} ({s})" if titles[s] != s else s)
     challenge = challenges.set_index("slug").loc[slug].copy()
     challenge["slug"] = slug
-    primary = LABELS.get(challenge["metric"], challenge["metric"])
+    primary = METRICS[challenge["metric"]].display if challenge["metric"] in METRICS else challenge["metric"]
     st.caption(f"{challenge['task'].capitalize()} on `{challenge['dataset']}`, ranked by {primary} on the held-out "
                f"test split. Official baselines are the benchmark's own runs, one entry per run; every other team "
                f"shows its best entry. Quota: {challenge['quota']} per {challenge['window_days']:g} days.")

@@ -12,18 +12,21 @@ from leaderboard.site_data import (
     proposal_recall,
     run_label,
 )
+from workers.metric_registry import METRICS, column_metrics
+
+SHOWN = [METRICS[name] for name in column_metrics("detection")]  # the runs columns: mAP@0.5, mAP@[.5:.95]
 
 
 def show_overall(runs: pd.DataFrame) -> None:
     table = pd.DataFrame({
         "run": [run_label(a, d, s, j) for a, d, s, j in zip(runs["arch"], runs["dataset"], runs["seed"], runs["job_id"])],
         "detector": [m.get("detector", "") if isinstance(m, dict) else "" for m in runs["metrics"]],
-        "mAP@0.5": runs["map50"], "mAP@[.5:.95]": runs["map_coco"], "suite": runs["suite"],
+        **{m.display: runs[m.name] for m in SHOWN}, "suite": runs["suite"],
         "params (M)": runs["params"] / 1e6, "GFLOPs": runs["flops"] / 1e9, "job": runs["job_id"],
     })
     st.dataframe(table, hide_index=True, column_config={
-        "mAP@0.5": st.column_config.NumberColumn(format="percent"),
-        "mAP@[.5:.95]": st.column_config.NumberColumn(format="percent"),
+        **{m.display: st.column_config.NumberColumn(format="percent" if m.percent else None)
+           for m in SHOWN},
         "params (M)": st.column_config.NumberColumn(format="%.2f"),
         "GFLOPs": st.column_config.NumberColumn(format="%.2f"),
     })
@@ -55,7 +58,7 @@ def show_proposals(runs: pd.DataFrame) -> None:
         "recall@0.7": st.column_config.NumberColumn(format="percent"),
         "per_image": st.column_config.NumberColumn("boxes / image", format="%.0f"),
         "seconds_per_image": st.column_config.NumberColumn("s / image", format="%.3f"),
-        "map50": st.column_config.NumberColumn("mAP@0.5 with these", format="percent"),
+        "map50": st.column_config.NumberColumn(f"{METRICS['map50'].display} with these", format="percent"),
     })
     long = recall.melt(id_vars=["run", "method"], value_vars=["recall@0.5", "recall@0.7"], var_name="IoU",
                        value_name="recall").dropna(subset=["recall"])

@@ -8,9 +8,11 @@ import streamlit as st
 
 from db.engine import database_url
 from leaderboard.queries import run_choices, run_record, run_submissions
-from leaderboard.site_data import run_label, spreadsheet_frame
+from leaderboard.site_data import CURVES, run_label, spreadsheet_frame
+from workers.metric_registry import column_metrics
 
 LOG_SHOWN_CHARS = 200_000  # the driver caps what it stores; this caps a row written some other way
+LABEL_KINDS = {"devkit": "devkit", "loc_csv": "Kaggle LOC csv", "val_folders": "val class folders"}
 
 
 def choose_run(choices: pd.DataFrame) -> str:
@@ -25,18 +27,30 @@ def choose_run(choices: pd.DataFrame) -> str:
     return job
 
 
+def label_source_text(source: Any) -> str | None:
+    """The metrics' label_source as one line: "devkit <path> (sha256 1a2b3c4d5e6f…)"; None when not recorded."""
+    if not isinstance(source, dict) or not source.get("kind"):
+        return None
+    kind = str(source["kind"])
+    text = " ".join(str(part) for part in (LABEL_KINDS.get(kind, kind), source.get("path")) if part)
+    return f"{text} (sha256 {str(source['sha256'])[:12]}…)" if source.get("sha256") else text
+
+
 def provenance_table(run: dict[str, Any]) -> pd.DataFrame:
     rows = [("job id", run["job_id"]), ("suite", run["suite"]), ("task", run["task"]), ("state", run["state"]),
             ("seed", run["seed"]), ("git commit", run["git_commit"]), ("hardware", run["hardware"]),
             ("node", run["node"]), ("launcher", run["launcher"]), ("checkpoint", run["checkpoint"]),
             ("log", run["log_path"]), ("attempts", run["attempts"]), ("created", run["created_at"]),
             ("started", run["started_at"]), ("finished", run["finished_at"])]
+    metrics = run["metrics"] if isinstance(run["metrics"], dict) else {}
+    if (labels := label_source_text(metrics.get("label_source"))) is not None:
+        rows.insert(8, ("validation labels", labels))  # after the node: what the run read, then where it wrote
     return pd.DataFrame({"field": [k for k, _ in rows], "value": ["" if v is None else str(v) for _, v in rows]})
 
 
 def result_table(run: dict[str, Any]) -> pd.DataFrame:
-    keys = ("top1_err", "top5_err", "map50", "map_coco", "epochs_done", "params", "flops", "input_size",
-            "train_ips", "eval_ips", "wall_s", "peak_mem_mb")
+    keys = (*column_metrics(), "epochs_done", "params", "flops", "input_size", "train_ips", "eval_ips", "wall_s",
+            "peak_mem_mb")
     return pd.DataFrame({"field": list(keys), "value": ["" if run[k] is None else str(run[k]) for k in keys]})
 
 
@@ -47,7 +61,7 @@ def show_history(history: list[Any]) -> None:
         return
     frame = pd.DataFrame(records)
     st.dataframe(frame, hide_index=True)
-    series = [c for c in ("val_top1_err", "val_top5_err", "val_map50", "train_loss") if c in frame]
+    series = [c for c in CURVES if c in frame]
     if "epoch" in frame and series:
         st.line_chart(frame.set_index("epoch")[series])
 

@@ -10,20 +10,26 @@ from sqlalchemy import select
 from db.engine import database_url, session_scope
 from db.schema import Challenge, Team
 from leaderboard.errors import AuthError, LeaderboardError
-from leaderboard.queries import challenges_frame, team_submissions
+from leaderboard.queries import (
+    board_columns,
+    challenges_frame,
+    metric_text,
+    team_submissions,
+)
 from leaderboard.quota import SubmitResult, quota_status, submit
 from leaderboard.site_data import spreadsheet_frame
 from leaderboard.submissions import MAX_BYTES
 from leaderboard.tokens import authenticate, hash_token
+from workers.metric_registry import METRICS, listed_metrics
+from workers.prediction_format import DETECTION_CSV_HEADER, MAX_GUESSES
 
-FORMATS = """
-**Classification**: CSV with the header `image_id,pred_1,...,pred_k` (1 ≤ k ≤ 5 guesses, best first), one row
-per test image; a guess is a class id (0..C-1) or a class name.
-**Detection**: CSV `image_id,class_id,score,x1,y1,x2,y2` (class ids 1..C or names), or a COCO results JSON list
-of `{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`.
+FORMATS = f"""
+**Classification**: CSV with the header `image_id,pred_1,...,pred_k` (1 ≤ k ≤ {MAX_GUESSES} guesses, best first), one
+row per test image; a guess is a class id (0..C-1) or a class name.
+**Detection**: CSV `{",".join(DETECTION_CSV_HEADER)}` (class ids 1..C or names), or a COCO results JSON list
+of `{{"image_id", "category_id", "bbox": [x, y, w, h], "score"}}`.
 A file that fails validation is not counted against the quota.
 """
-NAMES = {"top5_err": "top-5 error", "top1_err": "top-1 error", "map50": "mAP@0.5", "map_coco": "mAP@[.5:.95]"}
 
 
 def throttle_key() -> str:
@@ -74,11 +80,13 @@ def when(moment: datetime | None) -> str:
 
 def score_text(scores: dict, key: str) -> str:
     value, ci = scores.get(key), scores.get(f"{key}_ci")
-    if not isinstance(value, (int, float)):
+    if not isinstance(value, (int, float)) or key not in METRICS:
         return ""
-    text = f"{100 * value:.2f}%"
+    metric = METRICS[key]
+    text = metric_text(metric, value)
     if isinstance(ci, list) and len(ci) == 2 and None not in ci:
-        text += f" (95% CI {100 * ci[0]:.2f}–{100 * ci[1]:.2f}%)"
+        low, high = metric_text(metric, ci[0]), metric_text(metric, ci[1])
+        text += f" (95% CI {low.removesuffix('%')}–{high})"
     return text
 
 
@@ -91,13 +99,14 @@ def quota_text(left: int | None, next_slot: datetime | None, quota: int, window_
 
 def show_result(result: SubmitResult, challenge: pd.Series) -> None:
     metric = result.scores.get("metric", challenge["metric"])
+    name = METRICS[metric].long_name if metric in METRICS else metric
     st.success(f"Scored submission #{result.submission_id} of team {result.team} to {result.challenge}: "
-               f"{NAMES.get(metric, metric)} {score_text(result.scores, metric)}")
-    shown = ("top5_err", "top1_err") if challenge["task"] == "classification" else ("map50", "map_coco")
+               f"{name} {score_text(result.scores, metric)}")
+    shown = board_columns(challenge["task"])
     columns = st.columns(len(shown) + 1)
     for column, key in zip(columns, shown):
         if isinstance(result.scores.get(key), (int, float)):
-            column.metric(NAMES[key], f"{100 * result.scores[key]:.2f}%")
+            column.metric(METRICS[key].long_name, metric_text(METRICS[key], result.scores[key]))
     columns[-1].metric("submissions left", "unlimited" if result.quota_left is None else result.quota_left)
     st.info(quota_text(result.quota_left, result.next_slot_at, int(challenge["quota"]), challenge["window_days"]))
 
@@ -136,9 +145,8 @@ def show_team(url: str, team: str, challenge: pd.Series) -> None:
     st.dataframe(spreadsheet_frame(history, ("label",)), hide_index=True, column_config={
         "created_at": st.column_config.DatetimeColumn("submitted", format="YYYY-MM-DD HH:mm"),
         "score": st.column_config.NumberColumn(format="percent"),
-        "top1_err": st.column_config.NumberColumn("top-1 err", format="percent"),
-        "top5_err": st.column_config.NumberColumn("top-5 err", format="percent"),
-        "map50": st.column_config.NumberColumn("mAP@0.5", format="percent"),
+        **{m.name: st.column_config.NumberColumn(m.display, format="percent" if m.percent else None)
+           for m in map(METRICS.get, listed_metrics())},
         "n_rows": st.column_config.NumberColumn("rows"),
         "submission_id": st.column_config.NumberColumn("id"),
     })
