@@ -60,9 +60,9 @@ def run(settings: Settings) -> list[Figure]:
     samples = interleave(paths, settings.repeats, settings.warmup)
     figures = [Figure("compute", "fp32 GEMM peak (torch.mm)", workload(matrix=f"{n}x{n}", threads=settings.threads,
                                                                        device="cpu"), "GFLOP/s", samples[GEMM])]
-    for arch in forward:
+    for arch, flops in forward.items():
         work = workload(model=arch, input=size, batch=batch, steps=steps, threads=settings.threads, device="cpu",
-                        fwd_gflop_per_image=round(forward[arch] / 1e9, 3))
+                        fwd_gflop_per_image=round(flops / 1e9, 3))
         figures.append(compared("compute", f"{arch} training FLOP/s vs GEMM peak", work, "GFLOP/s", samples, arch, GEMM,
                                 note="FLOPs = 3x forward (count_flops, eval mode: auxiliary heads not counted)"))
     return figures

@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -60,7 +61,7 @@ class BusyMeter:
     def __init__(self, cores: int | None = None):
         self.cores = cores or os.cpu_count() or 1
 
-    def __enter__(self) -> BusyMeter:
+    def __enter__(self) -> Self:
         self.start_tree, self.start_jiffies = tree_cpu_seconds(), machine_jiffies()
         self.start_wall = time.perf_counter()
         return self

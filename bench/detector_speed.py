@@ -24,8 +24,8 @@ ARCH, INPUT = "alexnet", 64  # the smallest zoo backbone R-CNN takes at the smal
 
 def modules() -> Any:
     try:
-        from workers.detection import proposals, recipe, regions
         from workers.datasets import load_dataset
+        from workers.detection import proposals, recipe, regions
     except ImportError as exc:  # the detector track is still being written elsewhere
         raise Skip(f"workers.detection is not importable: {exc}") from None
     return proposals, recipe, regions, load_dataset

@@ -137,8 +137,8 @@ def detection(settings: Settings) -> list[Figure]:
     work = workload(PACKAGES + ("faster-coco-eval",), images=n, detections_per_image=per_image, classes=num_classes,
                     threads=settings.threads)
     try:
-        from leaderboard.scoring import detection_scores
         import workers.detection.map_metrics  # noqa: F401 - the scorer imports it lazily; fail here, not mid-benchmark
+        from leaderboard.scoring import detection_scores
     except ImportError as exc:
         print(f"[bench] scoring: detection part skipped: {exc}", flush=True)
         return [Figure("scoring", "detection mAP", work, "s", [], note=f"skipped: {exc}")]

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ CHALLENGES = (  # slug, task, dataset, metric, classes, share of the submissions
 )
 TEAMS = 1000
 OFFICIAL = "convbench baselines"
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK = 5000
 
 

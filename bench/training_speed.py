@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from bench.environment import workload
 from bench.harness import Figure, Settings, Target, compared, interleave, timed
 from bench.loops import (
-    Batch, convbench_epoch, convbench_setup, plain_epoch, plain_model, random_batches, with_bf16, with_channels_last)
+    Batch,
+    convbench_epoch,
+    convbench_setup,
+    plain_epoch,
+    plain_model,
+    random_batches,
+    with_bf16,
+    with_channels_last,
+)
 from workers.train import Setup
 
 TARGET = Target(">=", 1.2)

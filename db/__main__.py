@@ -8,8 +8,17 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.engine import (URL_ENV, DatabaseError, check_url, create_schema, database_url, describe_error,
-                       open_database, safe_url, upgrade_hint)
+from db.engine import (
+    URL_ENV,
+    DatabaseError,
+    check_url,
+    create_schema,
+    database_url,
+    describe_error,
+    open_database,
+    safe_url,
+    upgrade_hint,
+)
 
 DB_HELP = f"database URL (default: ${URL_ENV} or sqlite:///convbench.db)"
 

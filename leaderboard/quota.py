@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -51,7 +51,7 @@ class SubmitResult:
 
 def _aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes; every time here is UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _now(session: Session, now: datetime | None) -> datetime:

@@ -154,7 +154,7 @@ def score_submission(session: Session, challenge: Challenge, parsed: Parsed) -> 
             scores = detection_scores(parsed, truth.ids, truth.values, list(challenge.class_names))
         else:
             raise TypeError("parsed file does not match the challenge's task")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure, whatever its kind, must reach the caller label-free
         # Only the exception's type is logged: its message could quote held data.
         log.error("scoring a submission to %s failed (%s)", challenge.slug, type(exc).__name__)
         raise ScoringError(f"scoring failed on the server for challenge {challenge.slug!r}; "
@@ -206,7 +206,7 @@ def classification_scores(guesses: np.ndarray, labels: np.ndarray, resamples: in
     intervals over test images."""
     # The ranks once: every metric and every resample comes from their counts.
     counts = rank_counts(guesses, labels)
-    scores: dict[str, Any] = {"n_images": int(len(labels)), "guesses": int(guesses.shape[1])}
+    scores: dict[str, Any] = {"n_images": len(labels), "guesses": int(guesses.shape[1])}
     scores |= registry_scores(task_metrics("classification"), counts, resamples, seed, level)
     scores["ci"] = {"level": level, "resamples": resamples, "seed": seed,
                     "method": "percentile bootstrap over test images"}
@@ -234,7 +234,7 @@ def detection_scores(detections: Detections, ids: np.ndarray, truth: list[list[l
             # NaN (a class without boxes in the test set) is not JSON: it is stored as null.
             "ap50_per_class": {name: _finite_or_none(ap) for name, ap in result["ap50"].items()},
             "ap_coco_per_class": {name: _finite_or_none(ap) for name, ap in result["ap_coco"].items()},
-            "n_images": len(ids), "n_detections": int(len(detections.score))}
+            "n_images": len(ids), "n_detections": len(detections.score)}
 
 
 def _finite_or_none(value: float) -> float | None:

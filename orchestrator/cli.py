@@ -12,7 +12,8 @@ import sys
 # moved off the command line (see `reexec_without_password`).
 
 RUN = "run every job of a suite that is not done yet, then print the leaderboard"
-PLAN = "print a suite's jobs, what each needs and which are done; runs nothing"
+PLAN = ("print a suite's jobs, what each needs, what each costs (training compute, and training time from this "
+        "machine's finished runs) and which are done; runs nothing")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -58,6 +59,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     # A plan only reads: a mistyped SQLite path is an error, not a new empty database with everything "to run".
     url = open_database(args.db)
     from orchestrator.campaign import make_plan, with_storage
+    from orchestrator.estimate import Throughput, estimate, format_flops, format_seconds, legend, totals_line
     from orchestrator.scheduler import launcher_for
     from orchestrator.store import Store
     from orchestrator.suite import load_suite
@@ -66,14 +68,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     store = Store(url, spool_folder(args.storage, suite.storage))
     store.prepare()
     plan = make_plan(store, with_storage(suite, args.storage))
-    print(f"{'job':<22} {'task':<15} {'arch':<14} {'dataset':<12} seed  size  resources{'':<18} state")
+    throughput = Throughput.from_database(url, {job.arch for job in plan.jobs})
+    print(f"{'job':<22} {'task':<15} {'arch':<14} {'dataset':<12} seed  input px  resources{'':<18} "
+          f"{'compute':<11} {'est. time':<10} state")
+    costs = {}  # job id -> Estimate
     for job in plan.jobs:
         r = job.resources
         state = "done" if job.job_id in plan.done else "done (on disk)" if job.job_id in plan.recovered else "to run"
         res = f"{r.workers}x({r.cpus:g} CPU, {r.gpus:g} GPU) {launcher_for(job)}"
-        print(f"{job.job_id:<22} {job.task:<15} {job.arch:<14} {job.dataset:<12} {job.seed:<5} {job.input_size:<5} "
-              f"{res:<27} {state}")
-    print(f"{len(plan.to_run)} of {len(plan.jobs)} jobs left to run")
+        costs[job.job_id] = cost = estimate(job, throughput)
+        print(f"{job.job_id:<22} {job.task:<15} {job.arch:<14} {job.dataset:<12} {job.seed:<5} {job.input_size:<9} "
+              f"{res:<27} {format_flops(cost.flops):<11} {format_seconds(cost.seconds):<10} {state}")
+    print(legend(plan.jobs))
+    print(totals_line(plan.jobs, plan.to_run, costs))
     return 0
 
 

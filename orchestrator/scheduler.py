@@ -28,7 +28,7 @@ import os
 import stat
 import traceback
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +257,7 @@ def _context(spec: JobSpec, board: Any, rank: int = 0, world_size: int = 1, cls:
     attempt = count_attempt(spec) if rank == 0 else 0  # one number per start of the job, not per rank
     if rank == 0:
         board.report.remote({"job_id": spec.job_id, "state": "running", "node": node, "attempt": attempt,
-                             "started_at": datetime.now(timezone.utc).isoformat()})
+                             "started_at": datetime.now(UTC).isoformat()})
     ctx = (cls or RunContext)(job_id=spec.job_id, storage=spec.folder, rank=rank, world_size=world_size,
                               device=pick_device(spec.uses_gpu), on_report=lambda m: board.report.remote(m))
     ctx.log(f"attempt started: pid {os.getpid()} on node {node} as rank {rank} of {world_size}"
@@ -267,7 +267,7 @@ def _context(spec: JobSpec, board: Any, rank: int = 0, world_size: int = 1, cls:
 
 def _finish(spec: JobSpec, result: dict[str, Any], node_id: str, launcher: str, attempt: int) -> dict[str, Any]:
     # finished_at: when the job finished here, which the database keeps even if the row is written later.
-    result = {"finished_at": datetime.now(timezone.utc).isoformat(), **result,
+    result = {"finished_at": datetime.now(UTC).isoformat(), **result,
               "node": f"{result.get('node') or ''}/{node_id[:12]}", "launcher": launcher, "attempts": attempt}
     _save_result(spec, result)
     return result

@@ -11,7 +11,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +36,7 @@ Written = list[tuple[JobSpec, dict[str, Any]]]  # results a flush of the spool w
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -48,7 +49,7 @@ def parse_time(value: Any) -> datetime | None:
         stamp = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def new_run(spec: JobSpec) -> Run:
@@ -174,7 +175,7 @@ class Store:
             spec = JobSpec.from_dict(entry["spec"])
             values = {**self.unsaved.get(spec.job_id, {}), **result_values(spec, entry["result"], entry.get("log_text"))}
             try:
-                if self._retry(lambda: self._write_result(spec, values), delays):
+                if self._retry(partial(self._write_result, spec, values), delays):
                     written.append((spec, entry["result"]))
             except DBAPIError:
                 break  # still away: the file stays for the next catch-up or the next run
@@ -190,7 +191,7 @@ class Store:
         for job_id in list(self.unsaved):
             fields = self.unsaved.pop(job_id)
             try:
-                self._retry(lambda: self._write_state(job_id, fields), delays)
+                self._retry(partial(self._write_state, job_id, fields), delays)
             except DBAPIError:
                 self.unsaved[job_id] = fields
                 break

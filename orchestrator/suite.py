@@ -7,16 +7,22 @@ Every mistake is reported before anything runs, as "<file>: <field>: <reason>".
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from workers.datasets import dataset_config, get_dataset
+from workers.detection.detectors import detector_archs, detector_kind
+from workers.detection.recipe import DetectorRecipe, parse_recipe, resolve_recipe
 from workers.jobs import JobSpec, Resources
 from workers.recipes import Recipe
 from workers.typed import ConfigError, from_dict, join
 from workers.zoo import ARCHS, get_arch
 
+# What a track's architectures name: a classifier of the zoo, or a detector of the registry
+# (workers.detection.detectors), whose kind and recipe are known without importing torch.
+ARCH_NAMES = {"classification": lambda: list(ARCHS), "detection": detector_archs}
 
 
 @dataclass(frozen=True)
@@ -36,9 +42,10 @@ class Track:
             return list(ARCHS) if task == "classification" else ["alexnet"]
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise ConfigError(f'{join(where, "architectures")}: expected "all" or a non-empty list of names, got {names!r}')
+        known = ARCH_NAMES[task]()
         for name in names:
-            if name not in ARCHS and not (task == "detection" and name.startswith("fasterrcnn")):
-                raise ConfigError(f"{join(where, 'architectures')}: unknown architecture {name!r}; known: {', '.join(ARCHS)}")
+            if name not in known:
+                raise ConfigError(f"{join(where, 'architectures')}: unknown architecture {name!r}; known: {', '.join(known)}")
         return names
 
 
@@ -114,7 +121,7 @@ def _track(raw: Any, task: str, where: str) -> Track:
             raise ConfigError(f"{here}.name: {exc.args[0]}") from None
         if entry.task != task:
             raise ConfigError(f"{here}.name: {ds['name']!r} is a {entry.task} dataset, not {task}")
-        _wrap(lambda: dataset_config(ds["name"], ds, here), here)
+        _wrap(partial(dataset_config, ds["name"], ds, here), here)
     if task == "classification":
         Recipe().override(track.recipe, join(where, "recipe"))
     for key, changes in track.overrides.items():
@@ -159,11 +166,6 @@ def detector_changes(track: Track, arch: str) -> dict[str, Any]:
 
 def detector_recipe(track: Track, arch: str, where: str) -> None:
     """Checks one detector's recipe by its own type: an unknown field, a wrong type or a value its kind refuses."""
-    from dataclasses import fields
-
-    from workers.detection.recipe import DetectorRecipe, parse_recipe
-    from workers.detection.train import detector_kind
-
     changes = detector_changes(track, arch)
     here = join(where, "overrides." + arch if arch in track.overrides else "recipe")
     unknown = sorted(set(changes) - {f.name for f in fields(DetectorRecipe)})
@@ -186,9 +188,9 @@ def expand(suite: Suite) -> list[JobSpec]:
                         raise ConfigError(f"{suite.path}: input_size: {arch} needs at least {minimum} px, got {size}")
                     size = max(size, minimum)
                 if task == "classification":
-                    recipe = _wrap(lambda: recipe_for(track, arch, task), f"{suite.path}: overrides.{arch}").to_dict()
-                else:  # the detector types its own recipe (workers.detection.recipe) and keeps its own defaults
-                    recipe = detector_changes(track, arch)
+                    recipe = _wrap(partial(recipe_for, track, arch, task), f"{suite.path}: overrides.{arch}").to_dict()
+                else:  # resolved as the job trains by it: the detector's own defaults, then the suite's changes
+                    recipe = resolve_recipe(detector_changes(track, arch), arch)
                 for seed in suite.seeds:
                     jobs.append(JobSpec(
                         suite=suite.name, task=task, arch=arch, dataset=ds["name"], dataset_options=options,

@@ -7,8 +7,14 @@ import torch
 from sklearn.metrics import top_k_accuracy_score
 from torchmetrics.detection import MeanAveragePrecision
 
-from leaderboard.scoring import (bootstrap_errors, classification_scores, detection_scores, metric_value,
-                                 primary_score, topk_errors)
+from leaderboard.scoring import (
+    bootstrap_errors,
+    classification_scores,
+    detection_scores,
+    metric_value,
+    primary_score,
+    topk_errors,
+)
 from leaderboard.submissions import Detections
 
 

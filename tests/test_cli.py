@@ -36,12 +36,12 @@ HEAVY = ("torch", "torchvision", "ray", "pandas", "streamlit", "cv2")
 def convbench(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
               launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*(launcher or MODULE), *args], cwd=ROOT, env=env or project_env(), capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def seconds(command: list[str]) -> float:
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=120)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, timeout=120, check=False)
     took = time.perf_counter() - start
     assert done.returncode == 0, done.stderr.decode()
     return took
@@ -98,7 +98,7 @@ def test_every_command_and_subcommand_has_help_with_a_description_and_an_example
             ("admin", "create-challenge")} <= set(paths)
     assert len(paths) == len(COMMANDS) + 2 + 3 + 8 + 3, paths  # challenge, team, admin, db groups
     done = subprocess.run([sys.executable, "-c", HELP_ALL, json.dumps(paths)], cwd=ROOT, env=project_env(),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     helps = json.loads(done.stdout)
     for name, (code, text) in helps.items():
@@ -149,7 +149,7 @@ print(json.dumps(sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))))
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_each_commands_parser_imports_nothing_heavy(name):
     done = subprocess.run([sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{LIGHT_PARSER}", name], cwd=ROOT,
-                          env=project_env(), capture_output=True, text=True, timeout=120)
+                          env=project_env(), capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [], f"{name}'s parser imports {done.stdout}"
 
@@ -179,7 +179,7 @@ def test_the_python_m_forms_answer_help_without_torch(module):
               "except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
               f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\nassert not heavy, heavy")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=project_env(), capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr
     assert "usage: " in done.stdout
 
@@ -213,7 +213,7 @@ def test_plan_end_to_end_matches_python_m_orchestrator(migrated):
     assert out.returncode == 0, out.stderr
     assert "2 of 2 jobs left to run" in out.stdout and "resnet18" in out.stdout and "alexnet" in out.stdout
     old = subprocess.run([sys.executable, "-m", "orchestrator", "plan", "--suite", str(TINY), "--db", migrated],
-                         cwd=ROOT, env=project_env(), capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, env=project_env(), capture_output=True, text=True, timeout=300, check=False)
     assert old.returncode == 0 and old.stdout == out.stdout
     missing = convbench("plan", "--suite", str(TINY), "--db", f"{migrated}.typo")
     assert missing.returncode == 2 and missing.stderr.startswith("error: no database at"), missing.stderr

@@ -17,7 +17,8 @@ from scipy.io import savemat
 from torchvision.io import write_jpeg, write_png
 
 from workers.datasets import DatasetError, dataset_config, held_test_labels, imagefolder, imagenet, load_dataset
-from workers.datasets.base import FileImages, Splits
+from workers.datasets.base import Splits
+from workers.datasets.images import FileImages
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # sorted: the class order
 WORDS = {"n01440764": "tench, Tinca tinca", "n01443537": "goldfish, Carassius auratus",

@@ -23,9 +23,12 @@ from torchvision.ops import box_iou
 from orchestrator.suite import parse_suite
 from workers.context import RunContext
 from workers.datasets import DatasetError, get_dataset, held_test_labels, load_dataset
+from workers.datasets.base import box_rows
+from workers.datasets.scenes import ScenesConfig
 from workers.detection import proposals as proposal_methods
 from workers.detection import svm
-from workers.detection.metrics import box_rows, evaluate_detections, proposal_recall
+from workers.detection.loop import PREDICTION_COLUMNS, train_detector
+from workers.detection.map_metrics import evaluate_detections, proposal_recall
 from workers.detection.proposals import ProposalCache
 from workers.detection.rcnn import (
     RCNN,
@@ -35,8 +38,6 @@ from workers.detection.rcnn import (
     with_context,
 )
 from workers.detection.recipe import parse_recipe
-from workers.detection.scenes import ScenesConfig
-from workers.detection.train import PREDICTION_COLUMNS, train_detector
 from workers.jobs import JobSpec
 from workers.typed import ConfigError
 
@@ -458,8 +459,12 @@ def test_a_detection_suite_overrides_the_recipe_per_detector():
     track = {"architectures": ["alexnet", "fasterrcnn_mobilenet_v3_large_320_fpn"], "datasets": [{"name": "synthetic-scenes"}],
              "recipe": {"epochs": 3}, "overrides": {"alexnet": {"classifier": "svm"}}}
     jobs = {j.arch: j for j in parse_suite({"name": "s", "detection": track}, "s.toml").jobs()}
-    assert jobs["alexnet"].recipe == {"epochs": 3, "classifier": "svm"}
-    assert jobs["fasterrcnn_mobilenet_v3_large_320_fpn"].recipe == {"epochs": 3}
+    # Each job stores the recipe it trains by: its detector's defaults, then the suite's changes.
+    assert jobs["alexnet"].recipe == parse_recipe({"epochs": 3, "classifier": "svm"}, "rcnn").to_dict()
+    assert jobs["alexnet"].recipe["epochs"] == 3 and jobs["alexnet"].recipe["classifier"] == "svm"
+    faster = jobs["fasterrcnn_mobilenet_v3_large_320_fpn"].recipe
+    assert faster == parse_recipe({"epochs": 3}, "faster_rcnn").to_dict()
+    assert faster["epochs"] == 3 and faster["classifier"] == "softmax" and faster["batch_size"] == 4  # its own default
     track["recipe"]["classifier"] = "svm"  # for every detector, Faster R-CNN included: refused before anything runs
     with pytest.raises(ConfigError, match=r"s\.toml: detection\.recipe\.classifier: 'svm' is R-CNN's option"):
         parse_suite({"name": "s", "detection": track}, "s.toml")

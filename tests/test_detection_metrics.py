@@ -1,4 +1,4 @@
-"""workers.detection.metrics against pycocotools itself, detection by detection.
+"""workers.detection.map_metrics against pycocotools itself, detection by detection.
 
 The scorer runs COCO's matching in faster-coco-eval's C++; these tests rebuild every number the
 slow way, from pycocotools' COCOeval and its per-image matches, on files with difficult boxes,
@@ -14,7 +14,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from workers.detection.metrics import COCO_IOUS, _interpolated_ap, evaluate_detections
+from workers.detection.map_metrics import COCO_IOUS, _interpolated_ap, evaluate_detections
 
 
 def pycocotools_eval(ground_truth: dict, detections: list, num_classes: int, max_detections: int) -> COCOeval:

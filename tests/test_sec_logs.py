@@ -76,7 +76,8 @@ def test_a_job_folder_symlinked_out_of_the_storage_root_is_refused(tmp_path: Pat
 
 def test_dot_dot_in_a_forged_spec_does_not_leave_the_root(tmp_path: Path) -> None:
     # A spooled spec is read back from the shared volume: its arch and storage are not trusted for paths.
-    root, secret = tmp_path / "runs", secret_file(tmp_path)
+    root = tmp_path / "runs"
+    secret_file(tmp_path)
     root.mkdir()
     forged = a_job(root / "a" / "b", arch="../../../outside/x")
     naive = forged.folder / "log.txt"  # where a reader that trusted the spec would look

@@ -18,9 +18,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 import sqlalchemy as sa
+from conftest import free_port, project_env
 from sqlalchemy.engine import make_url
 
-from conftest import free_port, project_env
 from db.engine import DatabaseError, check_url, has_password, open_database, safe_url, scrub
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def with_password(url: str, user: str = "someone") -> str:
 def cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """A project command as a user runs it from the project folder, stdout and stderr kept."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env or project_env(), capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_read_only_commands_never_create_a_sqlite_file(tmp_path):
     assert not missing.exists() and not missing.parent.exists()
     # The hint runs as printed, and then the plan works.
     hint = cli(*PLAN, "--db", url).stderr.split("`")[1]
-    assert subprocess.run(shlex.split(hint), cwd=ROOT, env=project_env(), capture_output=True).returncode == 0
+    assert subprocess.run(shlex.split(hint), cwd=ROOT, env=project_env(), capture_output=True, check=False).returncode == 0
     planned = cli(*PLAN, "--db", url)
     assert planned.returncode == 0 and "2 of 2 jobs left to run" in planned.stdout
 
@@ -228,7 +228,7 @@ def assert_runs_from_the_project_folder(words: list[str]) -> None:
     found = (ROOT / program) if os.sep in program else shutil.which(program, path=path)
     assert found and os.access(found, os.X_OK), f"{program!r} does not run from {ROOT} on a new user's PATH"
     assert (ROOT / words[words.index("run") + 1]).is_file()
-    version = subprocess.run([str(found), "version"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    version = subprocess.run([str(found), "version"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert version.returncode == 0 and "Streamlit" in version.stdout, version.stderr
 
 
@@ -252,7 +252,7 @@ def test_a_run_shows_no_password_and_prints_a_hint_that_runs(ray_head, secret_ur
     assert_runs_from_the_project_folder(words)
     # Ray shows a driver's command line as its job's entrypoint: --db's password was taken off it.
     jobs = subprocess.run(["ray", "list", "jobs", "--address", ray_head.dashboard, "--detail", "--format", "json"],
-                          cwd=ROOT, env=ray_head.env, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, env=ray_head.env, capture_output=True, text=True, timeout=120, check=False)
     assert jobs.returncode == 0 and "orchestrator run" in jobs.stdout, jobs.stderr
     assert_hidden(jobs.stdout, where="Ray's job list")
 

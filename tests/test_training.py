@@ -40,7 +40,7 @@ def test_resnet18_learns_synthetic_and_a_linear_model_does_not(tmp_path):
     assert result["top1_err"] <= 0.10, result["history"]
 
     data = load_dataset("synthetic", spec.dataset_options)
-    flat = lambda split: split.images.reshape(len(split), -1).float().numpy() / 255  # noqa: E731
+    flat = lambda split: split.images.reshape(len(split), -1).float().numpy() / 255
     linear = LogisticRegression(max_iter=300, C=0.05).fit(flat(data.train), data.train.targets)
     linear_err = 1 - linear.score(flat(data.val), data.val.targets)
     assert linear_err >= result["top1_err"] + 0.4, (linear_err, result["top1_err"])

@@ -103,7 +103,7 @@ def _decode(data: bytes) -> tuple[tuple[int, int] | None, str | None, Exception 
             image.load()
         return size, mode, None
     # Pillow raises OSError, SyntaxError, ValueError, Image.DecompressionBombError... on bad data.
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every way a file can fail to decode is a finding
         return None, None, exc
 
 

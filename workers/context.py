@@ -9,13 +9,14 @@ import functools
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Subset
 
 CHECKPOINT_RE = re.compile(r"epoch_(\d+)\.pt$")
 
@@ -78,6 +79,11 @@ class RunContext:
         dist.all_gather_object(values, value)
         return values
 
+    def shard(self, items: Sequence[Any]) -> Sequence[Any]:
+        """This rank's share of an evaluation set (every world_size-th item), without the padding that
+        DistributedSampler adds: gathered, the shards hold each item exactly once."""
+        return items if self.world_size == 1 else Subset(items, range(self.rank, len(items), self.world_size))
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()
@@ -106,7 +112,7 @@ class RunContext:
             old.unlink(missing_ok=True)
         return path
 
-    def report(self, metrics: dict[str, Any], checkpoint: Path | None = None) -> None:
+    def report(self, metrics: dict[str, Any]) -> None:
         if self.on_report and self.is_main:
             self.on_report(dict(metrics, job_id=self.job_id))
 
@@ -124,8 +130,8 @@ class RayTrainContext(RunContext):
     restarted worker, a retried task and a re-run of the suite all resume from one place.
     """
 
-    def report(self, metrics: dict[str, Any], checkpoint: Path | None = None) -> None:
+    def report(self, metrics: dict[str, Any]) -> None:
         import ray.train
 
-        super().report(metrics, checkpoint)
+        super().report(metrics)
         ray.train.report(metrics)

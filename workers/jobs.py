@@ -1,16 +1,16 @@
-"""A job: what to run, its identity, and the registry of task kinds that run it."""
+"""A job: what to run, on what, and its identity. The loops that run jobs are named in workers.tasks."""
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Bump when a change alters what a job computes for the same configuration: it is part of every
-# job's identity, so results of the old protocol are not mistaken for the new.
-PROTOCOL_VERSION = "1"
+# Bump when a change alters what a job computes for the same configuration, or what its identity holds:
+# it is part of every job's identity, so results of the old protocol are not mistaken for the new.
+# 2: a detection job's recipe is the resolved one (workers.detection.recipe), as a classification job's.
+PROTOCOL_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,11 @@ class Resources:
 @dataclass(frozen=True)
 class JobSpec:
     suite: str
-    task: str  # a key of TASKS
+    task: str  # a key of workers.tasks.TASKS
     arch: str
     dataset: str
     dataset_options: dict[str, Any]
-    recipe: dict[str, Any]
+    recipe: dict[str, Any]  # resolved, every field: workers.recipes.Recipe's or workers.detection.recipe's
     seed: int
     input_size: int
     resources: Resources = field(default_factory=Resources)
@@ -70,20 +70,3 @@ class JobSpec:
     def from_dict(cls, d: dict[str, Any]) -> JobSpec:
         return cls(**{**d, "resources": Resources(**d["resources"])})
 
-
-TaskFn = Callable[..., dict[str, Any]]  # (JobSpec, RunContext) -> result
-
-
-def _classification(spec: JobSpec, ctx: Any) -> dict[str, Any]:
-    from workers.train import train_classifier
-
-    return train_classifier(spec, ctx)
-
-
-def _detection(spec: JobSpec, ctx: Any) -> dict[str, Any]:
-    from workers.detection.train import train_detector
-
-    return train_detector(spec, ctx)
-
-
-TASKS: dict[str, TaskFn] = {"classification": _classification, "detection": _detection}

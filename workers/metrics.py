@@ -20,9 +20,5 @@ class TopKCounter:
             self.correct[i] += int(hit[:, min(kk, k) - 1].sum())
         self.total += len(targets)
 
-    def merge(self, correct: torch.Tensor, total: int) -> None:
-        self.correct += correct
-        self.total += total
-
     def errors(self) -> dict[int, float]:
         return {k: 1.0 - float(c) / max(self.total, 1) for k, c in zip(self.ks, self.correct)}

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2
 
 from workers import provenance
@@ -18,6 +18,7 @@ from workers.context import RunContext, bf16_pays
 from workers.datasets import Splits, load_dataset
 from workers.jobs import JobSpec
 from workers.metrics import TOP_K, TopKCounter
+from workers.prediction_format import MAX_GUESSES, classification_header
 from workers.recipes import Recipe
 from workers.zoo import count_flops, count_params, get_arch
 
@@ -50,11 +51,6 @@ class Transformed(Dataset):
     def __getitem__(self, i: int):
         image, target = self.base[i]
         return self.transform(image), target
-
-
-def shard(dataset: Dataset, ctx: RunContext) -> Dataset:
-    """This rank's share of an evaluation set, without the padding DistributedSampler adds."""
-    return dataset if ctx.world_size == 1 else Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
 
 
 def loss_fn(outputs: Any, targets: torch.Tensor, criterion: nn.Module, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,10 +155,10 @@ def predict_test(s: Setup, loader: DataLoader, ctx: RunContext) -> str:
     """Writes the test split's top-5 guesses in the submission format; test labels are never at hand."""
     s.bare.eval()
     path = ctx.storage / "predictions.csv"
-    k = min(5, s.data.num_classes)
+    k = min(MAX_GUESSES, s.data.num_classes)
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["image_id", *[f"pred_{j}" for j in range(1, k + 1)]])
+        writer.writerow(classification_header(k))
         for images, ids in loader:
             with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.autocast):
                 top = s.bare(to_device(s, images)).float().topk(k, dim=1).indices.cpu().tolist()
@@ -182,7 +178,7 @@ def train_classifier(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     train_loader = DataLoader(train_set, batch, shuffle=sampler is None, sampler=sampler, drop_last=len(train_set) > batch,
                               num_workers=recipe.num_workers, generator=generator, pin_memory=s.device.type == "cuda",
                               persistent_workers=recipe.num_workers > 0)
-    val_loader = DataLoader(shard(Transformed(s.data.val, eval_transform(size, recipe)), ctx), batch,
+    val_loader = DataLoader(ctx.shard(Transformed(s.data.val, eval_transform(size, recipe))), batch,
                             num_workers=recipe.num_workers)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
@@ -206,15 +202,15 @@ def train_classifier(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
         record = {"epoch": epoch + 1, **stats, **{f"val_top{k}_err": errors[k] for k in (1, 5)}}
         history.append(record)
         train_ips.append(stats["images_per_s"])
-        saved = ctx.save_checkpoint(epoch + 1, {
+        ctx.save_checkpoint(epoch + 1, {
             "model": s.bare.state_dict(), "optimizer": s.optimizer.state_dict(), "epoch": epoch + 1,
             "history": history, "rng": torch.get_rng_state(), "loader_rng": generator.get_state()})
         ctx.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        ctx.report({**record, "epochs": recipe.epochs}, saved)
+        ctx.report({**record, "epochs": recipe.epochs})
 
     final_loader = val_loader
     if recipe.ten_crop:
-        final_loader = DataLoader(shard(Transformed(s.data.val, eval_transform(size, recipe, ten_crop=True)), ctx),
+        final_loader = DataLoader(ctx.shard(Transformed(s.data.val, eval_transform(size, recipe, ten_crop=True))),
                                   max(1, batch // 10), num_workers=recipe.num_workers)
     errors, eval_ips = evaluate(s, final_loader)
     result: dict[str, Any] = {"top1_err": errors[1], "top5_err": errors[5], "epochs_done": len(history),
@@ -224,6 +220,8 @@ def train_classifier(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     test_loader = DataLoader(Transformed(s.data.test, eval_transform(size, recipe)), batch)
     result["metrics"].update({"ten_crop": recipe.ten_crop, "bf16_autocast": s.autocast, "channels_last": s.channels_last,
                               "val_images": len(s.data.val), "train_images": len(s.data.train)})
+    if s.data.label_source:  # which file labelled val, and its SHA-256 (imagenet)
+        result["metrics"]["label_source"] = s.data.label_source
     result.update({
         "predictions": predict_test(s, test_loader, ctx),
         "params": count_params(s.bare), "flops": count_flops(s.bare, size), "input_size": size,

@@ -1,4 +1,5 @@
-"""The dataset registry: name -> (typed options, loader, held test labels, class names).
+"""The dataset registry, classification and detection alike: name -> (typed options, loader, held test
+labels, class names, task).
 
 Importing it imports no torch (each dataset module imports torch where it renders or reads
 images), so the challenge server and the orchestrator's planning read options, class names and
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from workers.datasets import digits, imagefolder, imagenet, synthetic
+from workers.datasets import coco, digits, imagefolder, imagenet, scenes, synthetic, voc
 from workers.datasets.base import DatasetConfig, DatasetError, ImageDecodeError, Splits
 from workers.typed import from_dict
 
@@ -22,10 +23,13 @@ class DatasetEntry:
     test_labels: Callable[[Any], dict[str, int]]  # for the challenge server only
     class_names: Callable[[Any], list[str]]  # without loading (or rendering) any split
     task: str = "classification"
+    # The train split's image count without loading it (the plan's cost estimate); None: not known cheaply.
+    train_size: Callable[[Any], int | None] | None = None
 
 
 def _entry(module: Any, config: type[DatasetConfig], task: str = "classification") -> DatasetEntry:
-    return DatasetEntry(config, module.load, module.test_labels, module.class_names, task)
+    return DatasetEntry(config, module.load, module.test_labels, module.class_names, task,
+                        getattr(module, "train_size", None))
 
 
 DATASETS: dict[str, DatasetEntry] = {
@@ -33,6 +37,9 @@ DATASETS: dict[str, DatasetEntry] = {
     "digits": _entry(digits, digits.DigitsConfig),
     "imagefolder": _entry(imagefolder, imagefolder.ImageFolderConfig),
     "imagenet": _entry(imagenet, imagenet.ImageNetConfig),
+    "synthetic-scenes": _entry(scenes, scenes.ScenesConfig, task="detection"),
+    "voc": _entry(voc, voc.VOCConfig, task="detection"),
+    "coco": _entry(coco, coco.COCOConfig, task="detection"),
 }
 
 
@@ -59,17 +66,15 @@ def held_test_labels(name: str, options: dict[str, Any]) -> dict[str, int]:
     return get_dataset(name).test_labels(dataset_config(name, options))
 
 
+def dataset_train_size(name: str, options: dict[str, Any]) -> int | None:
+    """How many images the train split holds, without loading it; None when the dataset cannot say."""
+    count = get_dataset(name).train_size
+    return None if count is None else count(dataset_config(name, options))
+
+
 def config_dict(config: DatasetConfig) -> dict[str, Any]:
     return asdict(config)
 
 
 __all__ = ["DATASETS", "DatasetError", "ImageDecodeError", "Splits", "dataset_class_names", "dataset_config",
-           "get_dataset", "held_test_labels", "load_dataset"]
-
-from workers.detection import coco as det_coco
-from workers.detection import scenes as det_scenes
-from workers.detection import voc as det_voc
-
-DATASETS["synthetic-scenes"] = _entry(det_scenes, det_scenes.ScenesConfig, task="detection")
-DATASETS["voc"] = _entry(det_voc, det_voc.VOCConfig, task="detection")
-DATASETS["coco"] = _entry(det_coco, det_coco.COCOConfig, task="detection")
+           "dataset_train_size", "get_dataset", "held_test_labels", "load_dataset"]

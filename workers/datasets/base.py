@@ -1,4 +1,4 @@
-"""What every classification dataset yields: train/val with labels, test with opaque ids only.
+"""What every dataset yields: train/val with labels (class ids, or boxes), test with opaque ids only.
 
 This module, and every dataset module's import, stays free of torch: the challenge server and
 the orchestrator read dataset options, class names and held labels through the registry, and
@@ -48,6 +48,8 @@ class Splits:
     class_names: list[str]
     image_size: int  # the images' own size (square side), before any resize
     info: dict[str, Any] = field(default_factory=dict)
+    # What labelled val, when it came from files: {"kind", "path" (relative to the root), "sha256"}.
+    label_source: dict[str, Any] | None = None
 
 
 def opaque_test_split(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -67,10 +69,8 @@ def require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def __getattr__(name: str):
-    # TensorImages and FileImages moved to workers.datasets.images (torch); old imports keep working.
-    if name in ("TensorImages", "FileImages"):
-        from workers.datasets import images
-
-        return getattr(images, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def box_rows(target: dict[str, Any]) -> list[list[float]]:
+    """A detection dataset's target (tensors "boxes", "labels", "difficult") as the rows the scorers read:
+    [x1, y1, x2, y2, class_id, difficult], what `test_labels` returns per image and the server stores."""
+    return [[*box, int(label), int(difficult)] for box, label, difficult in
+            zip(target["boxes"].tolist(), target["labels"].tolist(), target["difficult"].tolist())]

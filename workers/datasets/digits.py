@@ -21,11 +21,25 @@ class DigitsConfig(DatasetConfig):
             raise ValueError(f"{where}: val_fraction + test_fraction must lie in (0, 1)")
 
 
+# load_digits() holds this many scans (fixed since scikit-learn shipped it); counted here, the plan need not
+# import scikit-learn (seconds) to size the train split. A test checks it against the data.
+SCANS = 1797
+
+
+def _split_sizes(config: DigitsConfig, n: int) -> tuple[int, int, int]:
+    n_val, n_test = int(n * config.val_fraction), int(n * config.test_fraction)
+    return n - n_val - n_test, n_val, n_test
+
+
 def _order(config: DigitsConfig, n: int) -> list[np.ndarray]:
     """Indices of the train, val and test images among the n scans."""
     order = np.random.default_rng(config.seed).permutation(n)
-    n_val, n_test = int(n * config.val_fraction), int(n * config.test_fraction)
-    return np.split(order, [n - n_val - n_test, n - n_test])
+    n_train, n_val, _ = _split_sizes(config, n)
+    return np.split(order, [n_train, n_train + n_val])
+
+
+def train_size(config: DigitsConfig) -> int:
+    return _split_sizes(config, SCANS)[0]
 
 
 def _partition(config: DigitsConfig):

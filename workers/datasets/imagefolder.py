@@ -186,3 +186,8 @@ def class_names(config: ImageFolderConfig) -> list[str]:
     train_dir = require_dir(dataset_root(config.root, "imagefolder root") / "train", "imagefolder train")
     names = class_folders(train_dir)
     return names[:config.limit_classes] if config.limit_classes else names
+
+
+def train_size(config: ImageFolderConfig) -> int:
+    """The train split's images, listed (not read) as `load` lists them: folders, limits, carving and all."""
+    return len(_partition(config)[1]["train"])

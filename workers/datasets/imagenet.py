@@ -1,14 +1,17 @@
 """`imagenet`: ILSVRC2012 classification as distributed, read lazily from disk.
 
 root/train/<wnid>/*.JPEG, and root/val/*.JPEG labelled by either the devkit
-(ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt with meta.mat) or the
-Kaggle files (LOC_val_solution.csv, LOC_synset_mapping.txt); or root/val/<wnid>/*.JPEG.
+(ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt with meta.mat, or the one
+<any folder>/data/ holding both) or the Kaggle files (LOC_val_solution.csv,
+LOC_synset_mapping.txt); or root/val/<wnid>/*.JPEG. Which of them labelled val, with the
+file's SHA-256, is the Splits' `label_source`, recorded in the run's metrics.
 The official val images are the val split, so val error compares with the papers; the test
 split is a seeded holdout of `test_per_class` train images per class.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -29,7 +32,8 @@ from workers.datasets.imagefolder import (
 )
 
 DEVKIT_DATA = Path("ILSVRC2012_devkit_t12") / "data"
-GROUND_TRUTH = DEVKIT_DATA / "ILSVRC2012_validation_ground_truth.txt"
+GROUND_TRUTH_NAME = "ILSVRC2012_validation_ground_truth.txt"
+GROUND_TRUTH = DEVKIT_DATA / GROUND_TRUTH_NAME
 META_MAT = DEVKIT_DATA / "meta.mat"
 KAGGLE_SOLUTION = Path("LOC_val_solution.csv")
 KAGGLE_SYNSETS = Path("LOC_synset_mapping.txt")
@@ -75,7 +79,7 @@ def parse_meta_mat(path: Path) -> tuple[dict[int, str], Synsets]:
         synsets = np.atleast_1d(loadmat(path, squeeze_me=True)["synsets"])
         ids, wnids, words, children = (synsets[f] for f in ("ILSVRC2012_ID", "WNID", "words", "num_children"))
     # A corrupt .mat file fails deep inside scipy with all kinds of errors; all mean the same here.
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         raise DatasetError(f"{path}: not a devkit meta.mat with a synsets struct "
                            f"(ILSVRC2012_ID, WNID, words, num_children): {exc!r}") from None
     leaves = [i for i, n in enumerate(children) if int(n) == 0]
@@ -96,10 +100,49 @@ def parse_synset_mapping(path: Path) -> Synsets:
     return Synsets(words, str(path))
 
 
+def _devkit_candidates(root: Path) -> list[Path]:
+    """Every <root>/*/data/ folder holding the devkit's ground truth, sorted."""
+    with os.scandir(root) as entries:
+        folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    return [root / name / "data" for name in folders if (root / name / "data" / GROUND_TRUTH_NAME).is_file()]
+
+
+def find_devkit(root: Path) -> Path | None:
+    """The devkit's data folder: the one <root>/*/data/ with both the ground truth and meta.mat.
+
+    Any folder name will do (an unpacked archive is often renamed); several complete devkits are
+    an error naming them all, since which one labels val would be a guess. The usual folder
+    with the ground truth but no meta.mat is still the devkit, so that its missing meta.mat is
+    reported rather than passed over for the Kaggle files.
+    """
+    candidates = _devkit_candidates(root)
+    complete = [folder for folder in candidates if (folder / "meta.mat").is_file()]
+    if len(complete) > 1:
+        raise DatasetError(f"{root}: {len(complete)} devkits, each with {GROUND_TRUTH_NAME} and meta.mat: "
+                           f"{', '.join(str(folder) for folder in complete)}; keep one of them")
+    if complete:
+        return complete[0]
+    return root / DEVKIT_DATA if root / DEVKIT_DATA in candidates else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def label_source(root: Path, kind: str, path: Path, hashed: bool = True) -> dict[str, str | None]:
+    """What labelled val: {"kind": devkit | loc_csv | val_folders, "path": relative to root, "sha256"}."""
+    return {"kind": kind, "path": path.relative_to(root).as_posix(), "sha256": sha256_of(path) if hashed else None}
+
+
 def _synsets(root: Path) -> Synsets | None:
     """The class list that names the classes, when the root has one."""
-    if (root / META_MAT).is_file():
-        return parse_meta_mat(root / META_MAT)[1]
+    meta = (find_devkit(root) or root / DEVKIT_DATA) / "meta.mat"
+    if meta.is_file():
+        return parse_meta_mat(meta)[1]
     if (root / KAGGLE_SYNSETS).is_file():
         return parse_synset_mapping(root / KAGGLE_SYNSETS)
     return None
@@ -120,19 +163,20 @@ def parse_ground_truth(path: Path, count: int) -> list[int]:
     return ids
 
 
-def _devkit_val(root: Path, files: list[Path]) -> list[tuple[Path, str]]:
+def _devkit_val(devkit: Path, files: list[Path]) -> list[tuple[Path, str]]:
+    truth, meta = devkit / GROUND_TRUTH_NAME, devkit / "meta.mat"
     # Line i labels ILSVRC2012_val_<i>; a gap in the folder would shift every later label.
     for position, path in enumerate(files, 1):
         match = VAL_NAME.fullmatch(path.stem)
         if match and int(match[1]) != position:
             raise DatasetError(f"{path}: in position {position} of the sorted val folder, but line {position} "
-                               f"of {root / GROUND_TRUTH} labels ILSVRC2012_val_{position:08d}")
-    id_to_wnid, _ = parse_meta_mat(root / META_MAT)
+                               f"of {truth} labels ILSVRC2012_val_{position:08d}")
+    id_to_wnid, _ = parse_meta_mat(meta)
     labelled = []
-    for number, (path, index) in enumerate(zip(files, parse_ground_truth(root / GROUND_TRUTH, len(files))), 1):
+    for number, (path, index) in enumerate(zip(files, parse_ground_truth(truth, len(files))), 1):
         if index not in id_to_wnid:
-            raise DatasetError(f"{root / GROUND_TRUTH}:{number}: ILSVRC2012_ID {index} is not one of the "
-                               f"leaf classes of {root / META_MAT}")
+            raise DatasetError(f"{truth}:{number}: ILSVRC2012_ID {index} is not one of the "
+                               f"leaf classes of {meta}")
         labelled.append((path, id_to_wnid[index]))
     return labelled
 
@@ -168,21 +212,26 @@ def _folders_val(val_dir: Path, known: Synsets) -> list[tuple[Path, str]]:
     return labelled
 
 
-def _val(root: Path, known: Synsets) -> tuple[list[tuple[Path, str]], str]:
-    """Every official val image with its wnid, and the form the labels came in."""
+def _val(root: Path, known: Synsets) -> tuple[list[tuple[Path, str]], str, dict[str, str | None]]:
+    """Every official val image with its wnid, the form the labels came in, and their label_source."""
     val_dir = require_dir(root / "val", "imagenet val")
     # scandir: telling folders from files needs no stat per entry among 50,000 images.
     with os.scandir(val_dir) as entries:
         sorted_into_folders = any(e.is_dir() and not e.name.startswith(".") for e in entries)
     if sorted_into_folders:
-        return _folders_val(val_dir, known), "val folders"
+        # The folders are the labels: no one file to hash.
+        return _folders_val(val_dir, known), "val folders", label_source(root, "val_folders", val_dir, hashed=False)
     files = image_files(val_dir)
-    if (root / GROUND_TRUTH).is_file():
-        return _devkit_val(root, files), "devkit"
+    if (devkit := find_devkit(root)) is not None:
+        labelled = _devkit_val(devkit, files)  # parsed first: a missing file is reported as such
+        return labelled, "devkit", label_source(root, "devkit", devkit / GROUND_TRUTH_NAME)
     if (root / KAGGLE_SOLUTION).is_file():
-        return _kaggle_val(root, files, known), "kaggle"
+        return _kaggle_val(root, files, known), "kaggle", label_source(root, "loc_csv", root / KAGGLE_SOLUTION)
+    incomplete = "".join(f"; {folder / GROUND_TRUTH_NAME} has no meta.mat beside it"
+                         for folder in _devkit_candidates(root))
     raise DatasetError(f"{val_dir}: flat val images, but no labels for them: neither {root / GROUND_TRUTH} "
-                       f"nor {root / KAGGLE_SOLUTION} exists")
+                       f"(or another */data/{GROUND_TRUTH_NAME} with meta.mat) nor {root / KAGGLE_SOLUTION} "
+                       f"exists{incomplete}")
 
 
 def _keep(labelled: list[tuple[Path, str]], classes: list[str], limit: int) -> Items:
@@ -235,7 +284,7 @@ def load(config: ImageNetConfig) -> Splits:
     # Without a class list, the train folders are the known wnids.
     known = synsets or Synsets({wnid: wnid for wnid in all_wnids}, str(root / "train"))
     train, held = _holdout(root / "train", classes, config)
-    labelled, form = _val(root, known)
+    labelled, form, source = _val(root, known)
     val = _keep(labelled, classes, config.limit_per_class)
     if not val:
         raise DatasetError(f"{root / 'val'}: no images of the kept classes {', '.join(classes[:5])}"
@@ -246,7 +295,7 @@ def load(config: ImageNetConfig) -> Splits:
         train=FileImages([p for p, _ in train], [y for _, y in train]),
         val=FileImages([p for p, _ in val], [y for _, y in val]), test=test,
         num_classes=len(classes), class_names=[known.words.get(w, w) for w in classes],
-        image_size=first_image_size(train[0][0]),
+        image_size=first_image_size(train[0][0]), label_source=source,
         info={"root": config.root, "val_labels": form, "wnids": classes, "val_dropped": len(labelled) - len(val),
               "counts": {"train": len(train), "val": len(val), "test": len(held)}})
 
@@ -268,3 +317,10 @@ def class_names(config: ImageNetConfig) -> list[str]:
         _check_train_wnids(root / "train", all_wnids, synsets)
     words = synsets.words if synsets else {}
     return [words.get(w, w) for w in classes]
+
+
+def train_size(config: ImageNetConfig) -> int:
+    """The train images less the held-out test ones, listed (not read) as `load` lists them."""
+    root = dataset_root(config.root, "imagenet root")
+    _, classes = _train_classes(root, config)
+    return len(_holdout(root / "train", classes, config)[0])

@@ -33,7 +33,7 @@ def read_rgb(path: str | Path) -> torch.Tensor:
     try:
         return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
     # The readers raise RuntimeError, ValueError or OSError depending on the problem and the version.
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever the decoder raises, the error must name the file
         raise ImageDecodeError(path, _describe(path, exc)) from None
 
 

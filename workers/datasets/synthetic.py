@@ -157,3 +157,7 @@ def test_labels(config: SyntheticConfig) -> dict[str, int]:
     labels = _labels(config, config.test_per_class, 3)
     order, ids = opaque_test_split(len(labels), config.seed)
     return dict(zip(ids, labels[order].tolist()))
+
+
+def train_size(config: SyntheticConfig) -> int:
+    return config.num_classes * config.train_per_class

@@ -1,7 +1,5 @@
 """The detector track: R-CNN (Girshick et al., CVPR 2014) and a Faster R-CNN comparison.
 
-The dataset registry (workers.datasets) registers this package's datasets, and those modules
-import workers.datasets.base. Importing the registry first, here, lets either side be imported
-first: a detection dataset module is then never half-initialised when the registry needs it.
+detectors.py is the registry (which detector a job's arch names, which recipe it takes); loop.py
+trains and scores any of them. Their datasets are in workers.datasets with the others.
 """
-import workers.datasets  # noqa: F401

@@ -2,32 +2,31 @@
 
 Faster R-CNN (Ren et al., 2015) learns its proposals (a region proposal network) and pools
 features from one pass over the whole image, where R-CNN runs the CNN once per proposal.
-Selected by the job's arch (e.g. "fasterrcnn_mobilenet_v3_large_320_fpn"); its input_size is
-the shorter image side the model resizes to. No weights are loaded, backbone included.
+Selected by the job's arch (one of workers.detection.detectors.FASTER_RCNN_ARCHS); its input_size
+is the shorter image side the model resizes to. No weights are loaded, backbone included.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torchvision.models import detection
 
 from workers.datasets.base import Splits
+from workers.detection.detectors import FASTER_RCNN_ARCHS, ImageDetections
 from workers.detection.recipe import DetectorRecipe
-from workers.detection.regions import Detections
 
-FASTER_RCNN: dict[str, Callable[..., nn.Module]] = {
-    "fasterrcnn_mobilenet_v3_large_320_fpn": detection.fasterrcnn_mobilenet_v3_large_320_fpn,
-    "fasterrcnn_mobilenet_v3_large_fpn": detection.fasterrcnn_mobilenet_v3_large_fpn,
-    "fasterrcnn_resnet50_fpn": detection.fasterrcnn_resnet50_fpn,
-    "fasterrcnn_resnet50_fpn_v2": detection.fasterrcnn_resnet50_fpn_v2,
-}
+if TYPE_CHECKING:
+    from workers.detection.proposals import ProposalCache
 
 
 def build_faster_rcnn(arch: str, num_classes: int, input_size: int, recipe: DetectorRecipe) -> nn.Module:
-    return FASTER_RCNN[arch](
+    if arch not in FASTER_RCNN_ARCHS:
+        raise KeyError(f"{arch!r} is not a Faster R-CNN: one of {', '.join(FASTER_RCNN_ARCHS)}")
+    return getattr(detection, arch)(
         weights=None, weights_backbone=None, num_classes=num_classes + 1,
         min_size=input_size, max_size=round(input_size * 1333 / 800),  # torchvision's 800/1333 proportion
         box_score_thresh=recipe.score_thresh, box_nms_thresh=recipe.nms_iou,
@@ -35,14 +34,16 @@ def build_faster_rcnn(arch: str, num_classes: int, input_size: int, recipe: Dete
 
 
 class FasterRCNNDetector:
-    """The same interface as regions.RegionDetector, over whole images."""
+    """A workers.detection.detectors.Detector, as regions.RegionDetector is, over whole images."""
 
     unit = "images"
     proposal_method = "rpn"  # its proposals are its own region proposal network's
     comparisons: tuple[str, ...] = ()
     other_scorers: tuple[str, ...] = ()
+    classifier = None  # its own softmax head, always
 
-    def __init__(self, arch: str, input_size: int, splits: Splits, recipe: DetectorRecipe, device: torch.device):
+    def __init__(self, arch: str, input_size: int, splits: Splits, recipe: DetectorRecipe, device: torch.device,
+                 cache: ProposalCache | None = None):  # every builder's signature; the RPN needs no cache
         self.splits, self.recipe, self.device = splits, recipe, device
         self.model = build_faster_rcnn(arch, splits.num_classes, input_size, recipe).to(device)
 
@@ -78,11 +79,14 @@ class FasterRCNNDetector:
     def flops(self) -> None:
         return None  # per image and input-dependent (the RPN's proposal count); not one figure
 
+    def scored_by(self, scorer: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # one scorer only (other_scorers is empty)
+
     @torch.no_grad()
-    def detect(self, image: torch.Tensor, method: str | None = None) -> Detections:
+    def detect(self, image: torch.Tensor, method: str | None = None) -> ImageDetections:
         self.model.eval()
         (found,) = self.model([image.to(self.device).float() / 255])
-        return Detections(found["boxes"].cpu(), found["scores"].float().cpu(), found["labels"].cpu(), items=1)
+        return ImageDetections(found["boxes"].cpu(), found["scores"].float().cpu(), found["labels"].cpu(), items=1)
 
     def proposal_stats(self, dataset: Any) -> dict[str, dict[str, float]]:
         return {}

@@ -5,9 +5,10 @@ not fields here are ignored; keys that are fields are type-checked, naming the f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from workers.detection.detectors import DETECTORS, detector_kind
 from workers.recipes import Recipe
 from workers.typed import ConfigError, from_dict
 
@@ -91,22 +92,23 @@ class DetectorRecipe:
     def positives_per_batch(self) -> int:
         return max(1, round(self.batch_size * self.fg_fraction))
 
-
-# Faster R-CNN counts its batch in images and follows torchvision's reference (NMS 0.5, score >= 0.05).
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "rcnn": {},
-    "faster_rcnn": {"batch_size": 4, "lr": 0.01, "weight_decay": 1e-4, "nms_iou": 0.5, "score_thresh": 0.05},
-}
-
-
-# Faster R-CNN scores with its own softmax head: the SVMs are R-CNN's option.
-KIND_CLASSIFIERS: dict[str, tuple[str, ...]] = {"rcnn": CLASSIFIERS, "faster_rcnn": ("softmax",)}
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON holds it (tuples as lists), so a stored recipe reads back the same."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def parse_recipe(recipe: dict[str, Any], kind: str, where: str = "recipe") -> DetectorRecipe:
+    """The recipe of a detector of `kind`: its defaults (workers.detection.detectors), then `recipe`'s fields."""
+    entry = DETECTORS[kind]
     known = {f.name for f in fields(DetectorRecipe)}
-    parsed = from_dict(DetectorRecipe, {**KIND_DEFAULTS[kind], **{k: v for k, v in recipe.items() if k in known}}, where)
-    if parsed.classifier not in KIND_CLASSIFIERS[kind]:
-        raise ConfigError(f"{where}.classifier: {parsed.classifier!r} is R-CNN's option; {kind} scores with "
-                          f"{' or '.join(KIND_CLASSIFIERS[kind])}")
+    parsed = from_dict(DetectorRecipe, {**entry.defaults, **{k: v for k, v in recipe.items() if k in known}}, where)
+    for name, (values, refusal) in entry.allowed.items():
+        if (value := getattr(parsed, name)) not in values:
+            raise ConfigError(f"{where}.{name}: {refusal.format(value=value)}")
     return parsed
+
+
+def resolve_recipe(changes: dict[str, Any], arch: str, where: str = "recipe") -> dict[str, Any]:
+    """What a detection job stores as its recipe: every field, resolved with the arch's detector's defaults,
+    so that its identity, and what it shows (its epochs), are the recipe it trains by."""
+    return parse_recipe(changes, detector_kind(arch), where).to_dict()

@@ -21,7 +21,8 @@ from torchvision.ops import box_iou
 
 from workers.context import RunContext
 from workers.datasets.base import Splits
-from workers.detection.metrics import proposal_recall
+from workers.detection.detectors import ImageDetections
+from workers.detection.map_metrics import proposal_recall
 from workers.detection.proposals import ProposalCache, Proposals, get_method
 from workers.detection.rcnn import (
     BOX_CODER,
@@ -33,16 +34,7 @@ from workers.detection.rcnn import (
 )
 from workers.detection.recipe import DetectorRecipe
 from workers.detection.svm import train_svms
-from workers.train import shard
 from workers.zoo import count_flops
-
-
-@dataclass
-class Detections:
-    boxes: torch.Tensor  # N x 4
-    scores: torch.Tensor  # N
-    labels: torch.Tensor  # N, 1..C
-    items: int  # regions (R-CNN) or images (Faster R-CNN) the network processed
 
 
 @dataclass
@@ -67,7 +59,8 @@ def label_regions(boxes: torch.Tensor, gt_boxes: torch.Tensor, gt_labels: torch.
 
 
 class RegionDetector:
-    """R-CNN on one dataset: `prepare`, then per epoch `epoch(...)` and `loss(batch)`; `finish`, then `detect`."""
+    """R-CNN on one dataset, a workers.detection.detectors.Detector: `prepare`, then per epoch `epoch(...)` and
+    `loss(batch)`; `finish`, then `detect`."""
 
     unit = "regions"
 
@@ -90,6 +83,7 @@ class RegionDetector:
         self.model.to(memory_format=self.memory_format)
         self.regions: list[ImageRegions] = []
         self.proposal_method = recipe.proposals
+        self.classifier = recipe.classifier
         # other methods scored on val after training, at the same proposal budget
         self.comparisons = tuple(m for m in dict.fromkeys(recipe.compare_proposals) if m != recipe.proposals)
 
@@ -114,7 +108,7 @@ class RegionDetector:
         split, and every rank then labels the same regions from the same boxes, so their batches agree.
         """
         if ctx is not None and ctx.world_size > 1:
-            for i in shard(range(len(self.splits.train)), ctx):
+            for i in ctx.shard(range(len(self.splits.train))):
                 self._label_image(i)
             ctx.barrier()
         self.regions = [self._label_image(i) for i in range(len(self.splits.train))]
@@ -252,14 +246,14 @@ class RegionDetector:
         finally:
             self.model.scorer = before
 
-    def detect(self, image: torch.Tensor, method: str | None = None) -> Detections:
+    def detect(self, image: torch.Tensor, method: str | None = None) -> ImageDetections:
         self.model.eval()
         proposals = torch.as_tensor(self.proposals(image, method or self.recipe.proposals).boxes).to(self.device)
         probs, boxes = self.model.score_regions(normalise(image.to(self.device)), proposals, self.recipe.eval_batch,
                                                 self.recipe.context_padding)
         found = detect(probs, boxes, tuple(image.shape[1:]), self.recipe.score_thresh, self.recipe.nms_iou,
                        self.recipe.max_detections)
-        return Detections(*(t.cpu() for t in found), items=len(proposals))
+        return ImageDetections(*(t.cpu() for t in found), items=len(proposals))
 
     def proposal_stats(self, dataset: Dataset) -> dict[str, dict[str, float]]:
         """Per method on `dataset`: recall at IoU 0.5 and 0.7 (difficult boxes left out), boxes and seconds per

@@ -1,9 +1,9 @@
 """The detection task: train a detector, checkpointing every epoch, score it on val, predict test.
 
-`train_detector(spec, ctx)` is what TASKS["detection"] runs. The arch picks the detector:
-a model-zoo name gives R-CNN with that backbone, a torchvision "fasterrcnn_..." name gives
-Faster R-CNN. Both go through one loop here; each detector supplies its batches, loss and
-per-image detection (regions.RegionDetector, faster_rcnn.FasterRCNNDetector).
+`train_detector(spec, ctx)` is what workers.tasks.TASKS["detection"] runs. The arch picks the
+detector (workers.detection.detectors): a model-zoo name gives R-CNN with that backbone, a
+torchvision "fasterrcnn_..." name gives Faster R-CNN. Every detector goes through this one loop,
+supplying its batches, loss and per-image detection (the registry's `Detector` shape).
 
 On several ranks (a TorchTrainer job) the loop is classification's: the model is DDP-wrapped
 by the RunContext, every rank trains on its share of each batch, evaluation is split across
@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,40 +25,16 @@ import torch
 from workers import provenance
 from workers.context import RunContext
 from workers.datasets import DATASETS, get_dataset, load_dataset
-from workers.datasets.base import Splits
-from workers.detection.faster_rcnn import FASTER_RCNN, FasterRCNNDetector
-from workers.detection.metrics import box_rows, detection_rows, evaluate_detections
+from workers.datasets.base import Splits, box_rows
+from workers.detection.detectors import Detector, detector_for
+from workers.detection.map_metrics import detection_rows, evaluate_detections
 from workers.detection.proposals import ProposalCache
 from workers.detection.recipe import DetectorRecipe, parse_recipe
-from workers.detection.regions import RegionDetector
 from workers.jobs import JobSpec
-from workers.train import shard
-from workers.zoo import ARCHS, count_params
+from workers.prediction_format import DETECTION_CSV_HEADER
+from workers.zoo import count_params
 
-Detector = RegionDetector | FasterRCNNDetector
-PREDICTION_COLUMNS = ("image_id", "class_id", "score", "x1", "y1", "x2", "y2")
-
-
-def _rcnn(spec: JobSpec, splits: Splits, recipe: DetectorRecipe, device: torch.device,
-          cache: ProposalCache) -> Detector:
-    return RegionDetector(spec.arch, spec.input_size, splits, recipe, device, cache)
-
-
-def _faster_rcnn(spec: JobSpec, splits: Splits, recipe: DetectorRecipe, device: torch.device,
-                 cache: ProposalCache) -> Detector:
-    return FasterRCNNDetector(spec.arch, spec.input_size, splits, recipe, device)
-
-
-DETECTORS: dict[str, Callable[..., Detector]] = {"rcnn": _rcnn, "faster_rcnn": _faster_rcnn}
-
-
-def detector_kind(arch: str) -> str:
-    if arch in FASTER_RCNN:
-        return "faster_rcnn"
-    if arch in ARCHS:
-        return "rcnn"
-    raise KeyError(f"unknown detector arch {arch!r}: a model-zoo backbone for R-CNN ({', '.join(ARCHS)}) "
-                   f"or one of {', '.join(FASTER_RCNN)}")
+PREDICTION_COLUMNS = DETECTION_CSV_HEADER  # predictions.csv is a challenge submission as it stands
 
 
 def evaluate(detector: Detector, splits: Splits, recipe: DetectorRecipe, ctx: RunContext,
@@ -67,7 +42,7 @@ def evaluate(detector: Detector, splits: Splits, recipe: DetectorRecipe, ctx: Ru
     """Scores on the val split, each rank detecting on its shard, and the network's throughput there (the
     detector's unit per second of one rank)."""
     ground_truth, rows, items, seconds = {}, [], 0, 0.0
-    for i in shard(range(len(splits.val)), ctx):
+    for i in ctx.shard(range(len(splits.val))):
         image, target = splits.val[i]
         image_id = f"val_{i:06d}"
         ground_truth[image_id] = box_rows(target)
@@ -117,7 +92,8 @@ def _load_detection_splits(spec: JobSpec) -> Splits:
 
 def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     started = time.perf_counter()
-    kind = detector_kind(spec.arch)
+    entry = detector_for(spec.arch)
+    kind = entry.kind
     recipe = parse_recipe(spec.recipe, kind)
     if recipe.batch_size < ctx.world_size:
         raise ValueError(f"recipe.batch_size: {recipe.batch_size} is fewer than the {ctx.world_size} workers "
@@ -127,7 +103,7 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     provenance.reset_peak_memory(device)
     torch.manual_seed(spec.seed)
     cache = ProposalCache(recipe.proposal_cache or Path(spec.storage) / "proposal_cache")
-    detector = DETECTORS[kind](spec, splits, recipe, device, cache)
+    detector = entry.builder()(spec.arch, spec.input_size, splits, recipe, device, cache)
     model = detector.model
     ctx.log(f"{kind} {spec.arch} on {spec.dataset}: {len(splits.train)} train, {len(splits.val)} val, "
             f"{len(splits.test)} test images, {splits.num_classes} classes")
@@ -183,7 +159,7 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
                   "steps": steps, "train_ips": epoch_items / max(seconds, 1e-9), "epoch_s": seconds}
         history.append(record)
         checkpoint = ctx.save_checkpoint(epoch + 1, checkpoint_state(epoch + 1))
-        ctx.report(record, checkpoint)
+        ctx.report(record)
         ctx.log(f"epoch {epoch + 1}/{recipe.epochs}: loss {record['train_loss']:.4f}, lr {lr:.5f}, "
                 f"val mAP@0.5 {val['map50']:.4f}, {record['train_ips']:.1f} {detector.unit}/s")
 
@@ -195,7 +171,7 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     by_proposals = {detector.proposal_method: final["map50"]}
     by_proposals |= {method: evaluate(detector, splits, recipe, ctx, method)[0]["map50"]
                      for method in detector.comparisons}
-    by_scorer = {recipe.classifier: final["map50"]} if kind == "rcnn" else {}
+    by_scorer = {detector.classifier: final["map50"]} if detector.classifier else {}
     for scorer in detector.other_scorers:  # R-CNN's SVMs: the softmax too, on the same network and boxes
         with detector.scored_by(scorer):
             by_scorer[scorer] = evaluate(detector, splits, recipe, ctx)[0]["map50"]
@@ -213,7 +189,7 @@ def train_detector(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
         "detector": kind, "ap50": _finite(final["ap50"]), "ap_coco": _finite(final["ap_coco"]),
         "map50_coco": final["map50_coco"], "interpolation": final["interpolation"],
         "map50_before_finish": before, "map50_by_proposals": by_proposals, "proposals": proposal_stats,
-        "classifier": recipe.classifier if kind == "rcnn" else None, "map50_by_classifier": by_scorer,
+        "classifier": detector.classifier, "map50_by_classifier": by_scorer,
         "world_size": ctx.world_size, "train_items_by_rank": items_by_rank,
         "ips_unit": unit, "test_detections": n_predictions, **prepared, **finished,
     }

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workers.datasets.base import DatasetConfig, Splits, opaque_test_split
+from workers.datasets.base import DatasetConfig, Splits, box_rows, opaque_test_split
 
 if TYPE_CHECKING:
     import torch
@@ -151,9 +151,11 @@ def load(config: ScenesConfig) -> Splits:
 
 def test_labels(config: ScenesConfig) -> dict[str, list[list[float]]]:
     """The held boxes of the test split, [x1, y1, x2, y2, class_id, difficult]: for the challenge server only."""
-    from workers.detection.metrics import box_rows
-
     _, targets = _split(config, config.test_images, 3)
     order, ids = opaque_test_split(len(targets), config.seed)
     return {image_id: box_rows(targets[i]) for image_id, i in zip(ids, order.tolist())}
 
+
+
+def train_size(config: ScenesConfig) -> int:
+    return config.train_images

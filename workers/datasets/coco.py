@@ -12,11 +12,12 @@ file only the challenge server holds.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers.datasets.base import DatasetConfig, DatasetError, Splits, opaque_test_split, require_dir
+from workers.datasets.base import DatasetConfig, DatasetError, Splits, box_rows, opaque_test_split, require_dir
 
 if TYPE_CHECKING:
     import torch
@@ -116,8 +117,6 @@ def load(config: COCOConfig) -> Splits:
 
 def test_labels(config: COCOConfig) -> dict[str, list[list[float]]]:
     """The held boxes of the test split, [x1, y1, x2, y2, class_id, difficult]: for the challenge server only."""
-    from workers.detection.metrics import box_rows
-
     if not config.test_annotations:
         raise DatasetError("coco: test_annotations names no file; the server needs the test split's labels")
     class_of = {c["id"]: k + 1 for k, c in enumerate(categories(config))}
@@ -132,3 +131,12 @@ def class_names(config: COCOConfig) -> list[str]:
     if not cats:
         raise DatasetError(f"coco: {Path(config.root) / config.train_annotations} lists no categories")
     return [c["name"] for c in cats]
+
+
+def train_size(config: COCOConfig) -> int:
+    """The train folder's images: parsing the instances JSON (450 MB for train2017) only to count them would
+    take the plan minutes; the official release lists every file of the folder, annotated or not."""
+    folder = require_dir(Path(config.root) / config.train_images, "coco")
+    with os.scandir(folder) as entries:
+        count = sum(1 for e in entries if e.name.lower().endswith((".jpg", ".jpeg", ".png")) and e.is_file())
+    return min(count, config.max_images) if config.max_images else count

@@ -2,7 +2,7 @@
 
 One format serves the worker and the challenge server alike:
 ground truth is `{image_id: [[x1, y1, x2, y2, class_id, difficult], ...]}` (what a dataset's
-`test_labels` returns), detections are rows `(image_id, class_id, score, x1, y1, x2, y2)` (the
+`test_labels` returns, by workers.datasets.base.box_rows), detections are rows `(image_id, class_id, score, x1, y1, x2, y2)` (the
 columns of predictions.csv). Boxes are continuous pixel coordinates; class ids run 1..C.
 
 faster-coco-eval does the matching: pycocotools' COCOeval with the per-image matching and the
@@ -15,6 +15,9 @@ is ignored where the devkit would count it a false positive.
 
 VOC's all-point (and VOC2007's 11-point) interpolation is integrated here from COCO's matches
 at IoU 0.5, since COCOeval itself samples precision at 101 recall points.
+
+The challenge server scores with this module: it imports no torch (numpy and faster-coco-eval
+only); proposal recall, a worker's figure, imports torch when it runs.
 """
 from __future__ import annotations
 
@@ -23,12 +26,13 @@ import gc
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from faster_coco_eval import COCO, COCOeval_faster
-from torchvision.ops import box_iou
+
+if TYPE_CHECKING:
+    import torch
 
 GroundTruth = dict[str, list[list[float]]]
 DetectionRow = tuple[str, int, float, float, float, float, float]
@@ -36,12 +40,6 @@ COCO_IOUS = np.linspace(0.5, 0.95, 10)
 RECALL_IOUS = (0.5, 0.7)
 VOC_IOU = 0.5
 AREA_RANGE = (0.0, 1e12)  # COCO's "all"; a box of negative area (x2 < x1) falls outside it and is ignored
-
-
-def box_rows(target: dict[str, torch.Tensor]) -> list[list[float]]:
-    """A dataset target as ground-truth rows [x1, y1, x2, y2, class_id, difficult]."""
-    return [[*box, int(label), int(difficult)] for box, label, difficult in
-            zip(target["boxes"].tolist(), target["labels"].tolist(), target["difficult"].tolist())]
 
 
 def detection_rows(image_id: str, boxes: torch.Tensor, scores: torch.Tensor,
@@ -143,12 +141,6 @@ def _run(evaluator: COCOeval_faster) -> COCOeval_faster:
     return evaluator
 
 
-def run_cocoeval(ground_truth: GroundTruth, detections: Iterable[DetectionRow], num_classes: int,
-                 iou_thresholds: Sequence[float] = tuple(COCO_IOUS), max_detections: int = 100) -> COCOeval_faster:
-    """COCOeval, evaluated and accumulated, over the whole area range and at most `max_detections` per image."""
-    return _run(_evaluator(_annotations(ground_truth, detections, num_classes), iou_thresholds, max_detections))
-
-
 def _interpolated_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
     """The VOC devkit's AP from a ranked list's recall and precision."""
     if eleven_point:
@@ -235,6 +227,9 @@ def evaluate_detections(ground_truth: GroundTruth, detections: Iterable[Detectio
 def proposal_recall(proposals: Sequence[torch.Tensor], ground_truth: Sequence[torch.Tensor],
                     thresholds: Sequence[float] = RECALL_IOUS) -> dict[str, float]:
     """The fraction of ground-truth boxes that some proposal covers with IoU >= each threshold."""
+    import torch
+    from torchvision.ops import box_iou
+
     best = [box_iou(gt, props).max(dim=1).values if len(props) else torch.zeros(len(gt))
             for props, gt in zip(proposals, ground_truth) if len(gt)]
     overlaps = torch.cat(best) if best else torch.zeros(0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workers.datasets.base import DatasetConfig, DatasetError, Splits, opaque_test_split, require_dir
+from workers.datasets.base import DatasetConfig, DatasetError, Splits, box_rows, opaque_test_split, require_dir
 
 if TYPE_CHECKING:
     import torch
@@ -121,8 +121,6 @@ def load(config: VOCConfig) -> Splits:
 
 def test_labels(config: VOCConfig) -> dict[str, list[list[float]]]:
     """The held boxes of the test split, [x1, y1, x2, y2, class_id, difficult]: for the challenge server only."""
-    from workers.detection.metrics import box_rows
-
     test_ids = image_ids(config, config.test_set)
     order, public = opaque_test_split(len(test_ids), config.seed)
     annotations = require_dir(config.base / "Annotations", "voc")
@@ -132,3 +130,7 @@ def test_labels(config: VOCConfig) -> dict[str, list[list[float]]]:
 
 def class_names(config: VOCConfig) -> list[str]:
     return list(config.classes)
+
+
+def train_size(config: VOCConfig) -> int:
+    return len(image_ids(config, config.train_set))
