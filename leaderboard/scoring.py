@@ -41,7 +41,7 @@ from workers.prediction_format import MAX_GUESSES
 log = logging.getLogger(__name__)
 
 METRIC_FOR_TASK = PRIMARY  # the metric a new challenge of each task ranks by
-TOP_K = MAX_GUESSES  # ILSVRC reports top-1 and top-5; a file with k < 5 guesses misses on the rest
+GUESSES = MAX_GUESSES  # ILSVRC reports top-1 and top-5; a file with k < 5 guesses misses on the rest
 RESAMPLES = 1000
 SEED = 0
 LEVEL = 0.95
@@ -183,7 +183,7 @@ def registry_scores(metrics: list[Metric], evidence: Any, resamples: int = RESAM
 
 # --- classification: top-k error with bootstrap intervals ----------------------------------
 
-def topk_errors(guesses: np.ndarray, labels: np.ndarray, top_k: int = TOP_K) -> np.ndarray:
+def topk_errors(guesses: np.ndarray, labels: np.ndarray, top_k: int = GUESSES) -> np.ndarray:
     """Top-1..top-`top_k` error; beyond the file's k guesses the error stays at top-k."""
     return _errors_from_counts(rank_counts(guesses, labels), top_k)
 
@@ -194,7 +194,7 @@ def _errors_from_counts(counts: np.ndarray, top_k: int) -> np.ndarray:
 
 
 def bootstrap_errors(guesses: np.ndarray, labels: np.ndarray, resamples: int = RESAMPLES, seed: int = SEED,
-                     top_k: int = TOP_K) -> np.ndarray:
+                     top_k: int = GUESSES) -> np.ndarray:
     """Top-k errors of `resamples` bootstrap resamples of the test images (resamples x top_k), drawn
     as the registry's classification metrics draw them (workers.metric_registry.resample_rank_counts)."""
     return _errors_from_counts(resample_rank_counts(rank_counts(guesses, labels), resamples, seed), top_k)

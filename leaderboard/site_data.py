@@ -207,7 +207,7 @@ def per_class_ap(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "job_id", "class", "ap50", "ap_coco"])
 
 
-def proposal_recall(runs: pd.DataFrame) -> pd.DataFrame:
+def proposal_recall_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Per run and proposal method: recall at IoU 0.5/0.7, boxes and time per image, and mAP@0.5 with them."""
     rows = []
     for _, run in runs.iterrows():

@@ -185,8 +185,8 @@ def write_voc(root: Path) -> dict[str, list[tuple[str, int, int, int, int, int]]
     colours = {"dog": (220, 30, 30), "person": (30, 220, 30), "cat": (30, 30, 220)}
     for image_id, objs in objects.items():
         image = torch.full((3, 80, 100), 90, dtype=torch.uint8)
-        xml = [f"<annotation><filename>{image_id}.jpg</filename><size><width>100</width><height>80</height>"
-               "<depth>3</depth></size>"]
+        xml = [(f"<annotation><filename>{image_id}.jpg</filename><size><width>100</width><height>80</height>"
+                "<depth>3</depth></size>")]
         for name, xmin, ymin, xmax, ymax, difficult in objs:
             image[:, ymin - 1:ymax, xmin - 1:xmax] = torch.tensor(colours[name]).view(3, 1, 1)
             xml.append(f"<object><name>{name}</name><pose>Left</pose><truncated>0</truncated>"
@@ -483,7 +483,7 @@ def test_rcnn_with_selective_search_learns_the_scenes(tmp_path, proposal_cache):
     recipe = {"epochs": 3, "batch_size": 64, "lr": 0.03, "weight_decay": 1e-4, "max_steps_per_epoch": 35,
               "max_proposals": 200, "proposals": "selective_search", "compare_proposals": ["sliding_window"],
               "proposal_cache": proposal_cache, "label_smoothing": 0.1, "ten_crop": True}  # the last two: not ours
-    result, spec, ctx = run(tmp_path, "resnet18", 32, SCENES, recipe)
+    result, _, _ = run(tmp_path, "resnet18", 32, SCENES, recipe)
     metrics = result["metrics"]
     print(json.dumps({k: result[k] for k in ("map50", "map_coco", "train_ips", "eval_ips", "wall_s", "flops")}),
           json.dumps(metrics["map50_by_proposals"]), json.dumps(metrics["proposals"]))
@@ -503,7 +503,8 @@ def test_rcnn_with_selective_search_learns_the_scenes(tmp_path, proposal_cache):
     by_proposals = metrics["map50_by_proposals"]
     assert by_proposals["selective_search"] == result["map50"] and by_proposals["sliding_window"] < result["map50"]
 
-    rows = list(csv.DictReader(open(result["predictions"])))
+    with open(result["predictions"]) as file:
+        rows = list(csv.DictReader(file))
     assert tuple(rows[0]) == PREDICTION_COLUMNS
     assert {r["image_id"] for r in rows} <= {f"test_{i:06d}" for i in range(SCENES["test_images"])}
     assert all(1 <= int(r["class_id"]) <= 3 and 0 <= float(r["score"]) <= 1 for r in rows)
@@ -539,7 +540,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path, proposal_cache):
     options = {**SCENES, "train_images": 24, "val_images": 4, "test_images": 2}
     recipe = {"epochs": 2, "batch_size": 16, "lr": 0.02, "max_steps_per_epoch": 3, "max_proposals": 200,
               "compare_proposals": [], "proposal_cache": proposal_cache}
-    first, spec, ctx = run(tmp_path, "resnet18", 32, options, recipe)
+    first, _, ctx = run(tmp_path, "resnet18", 32, options, recipe)
     (ctx.checkpoint_dir / "epoch_0002.pt").unlink()  # as if the worker died during epoch 2
     assert ctx.latest_checkpoint().name == "epoch_0001.pt"
     second, _, _ = run(tmp_path, "resnet18", 32, options, recipe)

@@ -9,7 +9,7 @@ from db.engine import database_url
 from leaderboard.queries import detection_frame
 from leaderboard.site_data import (
     per_class_ap,
-    proposal_recall,
+    proposal_recall_frame,
     run_label,
 )
 from workers.metric_registry import METRICS, column_metrics
@@ -49,7 +49,7 @@ def show_per_class(runs: pd.DataFrame) -> None:
 
 def show_proposals(runs: pd.DataFrame) -> None:
     st.subheader("Region proposals")
-    recall = proposal_recall(runs)
+    recall = proposal_recall_frame(runs)
     if recall.empty:
         st.info("These runs recorded no proposal statistics.")
         return
