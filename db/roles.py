@@ -1,4 +1,4 @@
-"""PostgreSQL roles for a deployment: what the runners and the site may touch (DESIGN invariant 1).
+"""PostgreSQL roles for a deployment: what the runners and the site may touch (ARCHITECTURE.md invariant 1).
 
 Three roles share one database:
 

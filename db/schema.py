@@ -1,7 +1,7 @@
 """The whole schema, as SQLAlchemy 2.0 typed mappings.
 
 `held_labels` is a table of its own so that a database role can be denied it
-(DESIGN invariant 1): the runners' role gets every other table, never that one.
+(ARCHITECTURE.md invariant 1): the runners' role gets every other table, never that one.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class Run(Base):
     wall_s: Mapped[float | None] = mapped_column(Float)
     peak_mem_mb: Mapped[float | None] = mapped_column(Float)
 
-    # Provenance (DESIGN invariant 4).
+    # Provenance (ARCHITECTURE.md invariant 4).
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     git_commit: Mapped[str | None] = mapped_column(String(64))
     versions: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,6 +1,6 @@
 """The errors the challenge server shows to people: each message is safe to show as it is.
 
-No message carries a held test label (DESIGN invariant 1): they quote only what the uploader
+No message carries a held test label (ARCHITECTURE.md invariant 1): they quote only what the uploader
 sent, public test ids, class names, counts and times.
 """
 from __future__ import annotations

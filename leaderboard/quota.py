@@ -1,4 +1,4 @@
-"""Submitting: validate, score, and insert under the team's rolling-window quota (DESIGN invariant 2).
+"""Submitting: validate, score, and insert under the team's rolling-window quota (ARCHITECTURE.md invariant 2).
 
 The count and the insert happen in one transaction that holds a lock: the team's row
 (SELECT ... FOR UPDATE) on PostgreSQL, the database's write lock (BEGIN IMMEDIATE) on SQLite.

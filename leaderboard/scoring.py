@@ -8,7 +8,7 @@ What is scored, and how, is workers.metric_registry's: each task's metrics in de
 a percentile bootstrap interval for those that declare a resampler.
 
 Nothing here puts a held label into an exception or a log line: failures inside scoring surface
-as a generic ScoringError (DESIGN invariant 1).
+as a generic ScoringError (ARCHITECTURE.md invariant 1).
 """
 from __future__ import annotations
 

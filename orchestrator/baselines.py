@@ -1,7 +1,7 @@
 """The orchestrator's own runs enter the challenge through the same scorer as every team.
 
 They are submitted as an official baseline team, which the rate limit does not bind, so that
-every test score on the site comes from one code path (DESIGN, data flow).
+every test score on the site comes from one code path (ARCHITECTURE.md, data flow).
 
 The prediction file is the driver's own path, <storage root>/<the job's folder name>/predictions.csv, read by
 the rules of the job's log (orchestrator.scheduler.read_job_bytes): inside the root once symlinks and `..` are

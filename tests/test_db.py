@@ -198,7 +198,7 @@ def test_runner_role_records_runs_but_cannot_read_held_labels(roles: Roles, tmp_
         assert find_challenge(s, "synthetic", OPTIONS).slug == "syn"  # a run finds its challenge
     assert not denied(roles.runner_url, "UPDATE runs SET attempts = attempts + 1")
 
-    # DESIGN invariant 1: not a row, not a column, not a count of the held labels.
+    # ARCHITECTURE.md invariant 1: not a row, not a column, not a count of the held labels.
     for statement in ("SELECT * FROM held_labels", "SELECT image_id FROM held_labels",
                       "SELECT count(*) FROM held_labels",
                       "INSERT INTO held_labels (challenge_id, image_id, label) VALUES (1, 'x', 0)",

@@ -176,3 +176,38 @@ def test_every_detector_names_a_builder_that_exists():
 
     assert all(isinstance(entry.builder(), type) for entry in DETECTORS.values())
     assert all(callable(getattr(torchvision.models.detection, arch, None)) for arch in FASTER_RCNN_ARCHS)
+
+
+# docs/ARCHITECTURE.md, "The rooms": a package imports only from its own floor or below.
+MAY_IMPORT = {
+    "db": set(),
+    "workers": set(),
+    "leaderboard": {"db", "workers"},
+    "orchestrator": {"db", "workers", "leaderboard"},
+    "bench": {"db", "workers", "leaderboard", "orchestrator"},
+    "convbench": {"db", "workers", "leaderboard", "orchestrator", "bench"},
+}
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """'module -> target' for every import of a package its floor does not allow."""
+    return sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                  if target.split(".")[0] != module.split(".")[0]
+                  and target.split(".")[0] not in MAY_IMPORT[module.split(".")[0]])
+
+
+def test_every_package_imports_only_from_its_floor_or_below():
+    assert set(MAY_IMPORT) == set(PACKAGES), "a new top-level package needs its floor in docs/ARCHITECTURE.md"
+    assert upward_imports(import_graph()) == []
+
+
+def test_the_floor_rule_catches_an_upward_import():
+    graph = {"workers.train": {"leaderboard.scoring", "workers.zoo"}, "db.schema": {"workers.jobs"},
+             "bench.harness": {"orchestrator.store"}}
+    assert upward_imports(graph) == ["db.schema -> workers.jobs", "workers.train -> leaderboard.scoring"]
+
+
+def test_the_challenge_server_imports_no_deep_learning_stack():
+    # The scorer, the validator, the quota and the throttles run in the submission gate: numpy and Arrow only.
+    loaded = modules_after("import leaderboard.quota, leaderboard.submissions, leaderboard.scoring, leaderboard.throttle")
+    assert not HEAVY & loaded

@@ -1,4 +1,4 @@
-"""Run detail: everything that produced a result (DESIGN invariant 4). Link here with `?job=<job_id>`."""
+"""Run detail: everything that produced a result (ARCHITECTURE.md invariant 4). Link here with `?job=<job_id>`."""
 from __future__ import annotations
 
 from typing import Any

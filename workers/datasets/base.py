@@ -56,7 +56,7 @@ def opaque_test_split(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
     """A permutation of the test items and their public ids.
 
     The ids are numbered in the permuted order, so neither an id nor the order of the file
-    says anything about the label (DESIGN invariant 1). The permutation is a function of the
+    says anything about the label (ARCHITECTURE.md invariant 1). The permutation is a function of the
     seed so that a worker and the server agree on which image is which.
     """
     order = np.random.default_rng([seed, 0x7E57]).permutation(n)

@@ -10,7 +10,7 @@ by the RunContext, every rank trains on its share of each batch, evaluation is s
 the ranks and gathered, and rank 0 alone writes checkpoints, predictions and the result.
 
 The test split is read for its images only; its predictions go to predictions.csv for the
-challenge server to score (DESIGN invariant 1).
+challenge server to score (ARCHITECTURE.md invariant 1).
 """
 from __future__ import annotations
 
