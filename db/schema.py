@@ -152,6 +152,8 @@ class Submission(Base):
         # The board: each team's best (MIN per team), and every submission in score order, a page at a time.
         Index("ix_submissions_team_best", "challenge_id", "team_id", "primary_score", "created_at", "id"),
         Index("ix_submissions_ranked", "challenge_id", "primary_score", "created_at", "id"),
+        # A file this team already sent to this challenge (same SHA-256) is answered from its earlier row.
+        Index("ix_submissions_file", "challenge_id", "team_id", "file_sha256"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -159,6 +161,8 @@ class Submission(Base):
     challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id"))
     run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.job_id"), index=True)  # official baselines
     label: Mapped[str] = mapped_column(String(128), default="")  # the entry's name, e.g. the architecture
+    description: Mapped[str | None] = mapped_column(Text)  # the entry's own words, at most 2,000 characters
+    code_url: Mapped[str | None] = mapped_column(String(512))  # an http(s) address of the entry's code
     file_sha256: Mapped[str] = mapped_column(String(64))
     # The uploaded file itself, for rescoring and provenance; deferred so listings do not load it.
     file_data: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)

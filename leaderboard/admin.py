@@ -136,13 +136,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    result = submit(args.db, token, args.challenge, data, path.name, label=args.label, throttle_key=cli_client())
+    result = submit(args.db, token, args.challenge, data, path.name, label=args.name, description=args.description,
+                    code_url=args.code_url, throttle_key=cli_client())
+    if result.existing:
+        print(f"already submitted as #{result.submission_id}; not charged")
     print(format_scores(result.scores))
     if result.quota_left is None:
         print("quota: official team, not bound")
     else:
         when = f"; next slot {result.next_slot_at:%Y-%m-%d %H:%M:%S} UTC" if result.next_slot_at else ""
-        print(f"submission {result.submission_id} recorded; submissions left in this window: {result.quota_left}{when}")
+        done = "" if result.existing else f"submission {result.submission_id} recorded; "
+        print(f"{done}submissions left in this window: {result.quota_left}{when}")
     return 0
 
 
@@ -217,7 +221,12 @@ def _submit(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="CSV (classification or detection) or COCO results JSON (detection)")
     p.add_argument("--token", default=None, help=f"the team's token (default: ${TOKEN_ENV})")
     p.add_argument("--challenge", required=True, metavar="SLUG", help="the challenge's slug")
-    p.add_argument("--label", default="", help="the entry's name on the leaderboard, e.g. resnet50")
+    p.add_argument("--name", "--label", dest="name", default="",
+                   help="the entry's name on the leaderboard, e.g. resnet50 (--label: the same)")
+    p.add_argument("--description", default="",
+                   help="what the entry is, shown on the leaderboard and in its exports (at most 2,000 characters)")
+    p.add_argument("--code-url", default="", metavar="URL",
+                   help="an http(s) link to the entry's code, e.g. https://github.com/team/model")
     p.set_defaults(func=cmd_submit)
 
 
@@ -252,7 +261,8 @@ SUBCOMMANDS: dict[str, Sub] = {
                    "stay as they were."),
     "submit": Sub(_submit, "submit a prediction file as a team", "--token TOKEN --challenge synthetic-10 preds.csv",
                   "Validate, score and record a prediction file; prints the scores and the submissions left in the "
-                  "window. A rejected file costs nothing."),
+                  "window. A rejected file costs nothing, and so does a file the team already submitted to the "
+                  "challenge: its earlier result is shown."),
 }
 CHALLENGE = {"create": "create-challenge", "list": "list-challenges"}  # kit (#14) and close (#15) to come
 TEAM = {"create": "create-team", "list": "list-teams", "revoke": "revoke-token"}

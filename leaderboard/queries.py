@@ -43,8 +43,8 @@ RECORD_COLUMNS = ("job_id", "suite", "task", "arch", "family", "dataset", "seed"
                   "input_size", "train_ips", "eval_ips", "wall_s", "peak_mem_mb", "config", "git_commit", "versions",
                   "hardware", "node", "launcher", "checkpoint", "log_path", "log_text", "created_at", "started_at",
                   "finished_at")  # log_path is shown only; log_text is the log
-SUBMISSION_COLUMNS = ("submission_id", "team", "official", "label", "run_id", "arch", "family", "params", "flops",
-                      "input_size", "primary_score", "scores", "created_at")
+SUBMISSION_COLUMNS = ("submission_id", "team", "official", "label", "description", "code_url", "run_id", "arch",
+                      "family", "params", "flops", "input_size", "primary_score", "scores", "created_at")
 TIME_COLUMNS = ("created_at", "started_at", "finished_at")
 BOARD_PAGE = 200  # rows per page: a board's entries, and the run lists of the other pages
 
@@ -198,9 +198,9 @@ def submissions_frame(url: str | None, slug: str, best_only: bool = True, limit:
     submission. `rank` is the row's place on the whole board, not on the page. `limit=None`: every row.
     `frame.attrs["total"]`: how many rows the whole board has.
     """
-    columns = (Submission.id, Team.name, Team.official, Submission.label, Submission.run_id, Run.arch, Run.family,
-               Run.params, Run.flops, Run.input_size, Submission.primary_score, Submission.scores,
-               Submission.created_at)
+    columns = (Submission.id, Team.name, Team.official, Submission.label, Submission.description,
+               Submission.code_url, Submission.run_id, Run.arch, Run.family, Run.params, Run.flops, Run.input_size,
+               Submission.primary_score, Submission.scores, Submission.created_at)
     with session_scope(url) as s:
         connection = s.connection()  # Core, not the ORM: no per-row ORM loading
         challenge = connection.scalar(select(Challenge.id).where(Challenge.slug == slug))
@@ -256,6 +256,9 @@ def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | 
                 limit: int | None = BOARD_PAGE, offset: int = 0) -> pd.DataFrame:
     """A page of a challenge's ranked board: rank, entry, team, metric values with 95% CIs, cost, date, verdict.
 
+    `entry` is the entry's name as the team gave it (`label`), else a baseline's architecture, else the team's
+    name; `description` and `code_url` are the team's own words and link (None where it gave none).
+
     `limit` rows from row `offset` (None: all of them); ranks and verdicts are against the whole board,
     whose size is in `board.attrs["total"]`.
 
@@ -270,11 +273,14 @@ def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | 
     if offset > 0 and len(raw):  # the verdicts compare with the leader, who is on the first page
         raw = pd.concat([submissions_frame(url, slug, best_only, 1, 0), raw], ignore_index=True)
     official = raw["official"].astype(bool)
-    named = raw["label"].where(raw["label"].fillna("") != "", raw["arch"])
+    labelled = raw["label"].fillna("") != ""
+    by_arch = official & raw["arch"].notna() & (raw["arch"].fillna("") != "")
     board = pd.DataFrame({
         "rank": raw["rank"],
-        "entry": named.where(official & named.notna() & (named != ""), raw["team"]),
+        # The name the team gave the entry: without it, two entries of one team would be two identical rows.
+        "entry": raw["label"].where(labelled, raw["arch"].where(by_arch, raw["team"])),
         "team": raw["team"], "baseline": official, "label": raw["label"],
+        "description": raw["description"], "code_url": raw["code_url"],
     })
     for key in board_columns(task):
         board[key] = [_score(scores, key) for scores in raw["scores"]]
@@ -298,13 +304,16 @@ def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | 
 
 def team_submissions(url: str | None, team: str) -> pd.DataFrame:
     """A team's own submissions on every challenge, newest first: scores only, never a file or a label."""
-    columns = ("submission_id", "challenge", "metric", "label", "primary_score", "scores", "n_rows", "created_at")
-    query = (select(Submission.id, Challenge.slug, Challenge.metric, Submission.label, Submission.primary_score,
-                    Submission.scores, Submission.n_rows, Submission.created_at)
+    columns = ("submission_id", "challenge", "metric", "label", "description", "code_url", "primary_score", "scores",
+               "n_rows", "created_at")
+    query = (select(Submission.id, Challenge.slug, Challenge.metric, Submission.label, Submission.description,
+                    Submission.code_url, Submission.primary_score, Submission.scores, Submission.n_rows,
+                    Submission.created_at)
              .join(Team, Team.id == Submission.team_id).join(Challenge, Challenge.id == Submission.challenge_id)
              .where(Team.name == team).order_by(Submission.created_at.desc(), Submission.id.desc()))
     raw = _frame(url, query, columns)
-    history = raw[["created_at", "challenge", "label", "metric", "n_rows", "submission_id"]].copy()
+    history = raw[["created_at", "challenge", "label", "description", "code_url", "metric", "n_rows",
+                   "submission_id"]].copy()
     history["score"] = [scoring.metric_value(m, p) for m, p in zip(raw["metric"], raw["primary_score"])]
     for key in listed_metrics():
         history[key] = [_score(scores, key) for scores in raw["scores"]]

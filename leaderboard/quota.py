@@ -6,6 +6,15 @@ So concurrent uploads from one team are serialised and cannot exceed the quota. 
 fails validation never reaches that transaction and costs no quota; it counts against a separate,
 generous throttle (leaderboard.throttle.REJECTED_UPLOADS) per team and per client address.
 
+A file is charged once: a team that sends a file again (same SHA-256) to the same challenge gets its
+earlier result back (SubmitResult.existing) and is charged nothing, checked before validation (to save the
+work) and again under the lock (two identical uploads at once make one row). An official team's entries are
+its runs, one per run_id (two runs may well predict alike), so it is exempt; the quota does not bind it anyway.
+
+An entry carries a name (`label`), a description and a code URL, shown on the board and in its exports;
+`entry_fields` refuses a bad one (a code URL that is not http(s), a description too long) before anything
+else runs, so it costs nothing.
+
 Time is the database server's (leaderboard.throttle.server_now), read inside the locked transaction:
 a submitting process whose clock is wrong can neither stamp its rows into the past nor move the
 window. `now=` overrides it only for tests and an operator's backfill.
@@ -13,9 +22,11 @@ window. `now=` overrides it only for tests and an operator's backfill.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +39,76 @@ from leaderboard.challenges import get_challenge
 from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded, ValidationError
 from leaderboard.submissions import MAX_BYTES, Parsed, validate
 from leaderboard.tokens import authenticate
+
+MAX_NAME = 128  # Submission.label's length
+MAX_DESCRIPTION = 2000
+MAX_CODE_URL = 512  # Submission.code_url's length
+URL_SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What a team says about an upload: its name, description and code URL ("" and None when not given)."""
+
+    name: str = ""
+    description: str | None = None
+    code_url: str | None = None
+
+
+def _control(text: str, allowed: str = "") -> bool:
+    """Whether `text` holds a control character other than those `allowed` (PostgreSQL takes no NUL in text)."""
+    return any(unicodedata.category(c) == "Cc" and c not in allowed for c in text)
+
+
+def check_code_url(url: str) -> str:
+    """`url` if it is a plain http(s) address with a host, else a ValidationError that says what is wrong.
+
+    Only http(s): the board shows it as a link, and `javascript:` or `data:` there would run in a visitor's
+    browser. No user name or password either: `https://github.com@evil.example/` is not a GitHub address.
+    """
+    if len(url) > MAX_CODE_URL:
+        raise ValidationError(f"code URL: {len(url)} characters, at most {MAX_CODE_URL}")
+    if any(c.isspace() for c in url) or _control(url):
+        raise ValidationError("code URL: no spaces or control characters (write a space as %20)")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        host, parts = None, None
+    if parts is None or parts.scheme.lower() not in URL_SCHEMES:
+        raise ValidationError("code URL: only http:// and https:// addresses are accepted, "
+                              "e.g. https://github.com/team/model")
+    if not host:
+        raise ValidationError("code URL: no host name, e.g. https://github.com/team/model")
+    if "@" in parts.netloc:
+        raise ValidationError("code URL: no user name or password before the host")
+    return url
+
+
+def link_or_none(url: object) -> str | None:
+    """A stored code URL fit to be a link on a page (check_code_url passes it), else None: submit() stores no
+    other, and a row written some other way must not put a `javascript:` link on the site."""
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        return check_code_url(url)
+    except ValidationError:
+        return None
+
+
+def entry_fields(name: str = "", description: str | None = "", code_url: str | None = "") -> Entry:
+    """An entry's fields, stripped and checked: a ValidationError for a bad one. A name longer than
+    MAX_NAME is cut to it (as it always was); a description longer than MAX_DESCRIPTION is refused."""
+    name = (name or "").strip()[:MAX_NAME]
+    if _control(name):
+        raise ValidationError("entry name: no control characters")
+    text = (description or "").strip()
+    if len(text) > MAX_DESCRIPTION:
+        raise ValidationError(f"description: {len(text)} characters, at most {MAX_DESCRIPTION}")
+    if _control(text, "\t\n\r"):
+        raise ValidationError("description: no control characters other than tabs and line breaks")
+    url = (code_url or "").strip()
+    return Entry(name, text or None, check_code_url(url) if url else None)
 
 
 @dataclass(frozen=True)
@@ -46,7 +127,7 @@ class SubmitResult:
     scores: dict[str, Any]
     quota_left: int | None  # None: official team, unbound
     next_slot_at: datetime | None  # None while a slot is free
-    existing: bool = False  # True: this run was submitted before; its earlier row is returned
+    existing: bool = False  # True: this run, or this team's same file, was submitted before; its earlier row is returned
 
 
 def _aware(moment: datetime) -> datetime:
@@ -121,6 +202,16 @@ def _existing_run(session: Session, challenge: Challenge, run_id: str) -> Submis
                                                    Submission.run_id == run_id))
 
 
+def _existing_file(session: Session, challenge: Challenge, team: Team, sha256: str) -> Submission | None:
+    """The team's earliest submission of this file to this challenge (ix_submissions_file); None for an official
+    team, whose entries are its runs."""
+    if team.official:
+        return None
+    return session.scalar(select(Submission).where(Submission.challenge_id == challenge.id,
+                                                   Submission.team_id == team.id, Submission.file_sha256 == sha256)
+                          .order_by(Submission.id).limit(1))
+
+
 def _lock_team(session: Session, team_id: int) -> Team:
     """Start the quota transaction holding the lock; returns the team as it is now."""
     if session.get_bind().dialect.name == "sqlite":
@@ -135,16 +226,20 @@ def _lock_team(session: Session, team_id: int) -> Team:
 
 
 def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data: bytes, filename: str,
-           label: str = "", run_id: str | None = None, *, now: datetime | None = None,
-           throttle_key: str | None = None, max_bytes: int = MAX_BYTES) -> SubmitResult:
+           label: str = "", run_id: str | None = None, *, description: str | None = "", code_url: str | None = "",
+           now: datetime | None = None, throttle_key: str | None = None, max_bytes: int = MAX_BYTES) -> SubmitResult:
     """Validate, score and record one prediction file; raises ValidationError, AuthError, QuotaExceeded, ...
 
-    `token_or_team`: a team's token, or a Team row (the orchestrator's official team). A `run_id`
-    already submitted to this challenge returns its earlier submission instead of a second row.
+    `token_or_team`: a team's token, or a Team row (the orchestrator's official team). `label` (the entry's
+    name), `description` and `code_url` are shown on the board (entry_fields checks them). A `run_id`
+    already submitted to this challenge, or a file this (non-official) team already submitted to it, returns
+    the earlier submission (`existing=True`, nothing charged) instead of a second row.
     `now` fixes the clock (tests, an operator's backfill; otherwise the database server's clock).
     `throttle_key` names the client (an address, "cli:user@host"): wrong tokens and rejected files are
     throttled per client as well as per token and per team (Throttled).
     """
+    entry = entry_fields(label, description, code_url)  # before anything else: a bad field costs nothing
+    sha256 = hashlib.sha256(data).hexdigest()
     maker = make_sessionmaker(database_url(url))
     with maker() as session:
         team = _team(session, token_or_team, throttle_key)
@@ -155,6 +250,10 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
                 return _result(session, earlier, team, challenge, now, existing=True)
             if session.get(Run, run_id) is None:
                 raise ChallengeError(f"no run {run_id!r} in the runs table")
+        # Before the quota and validation: a file sent again costs neither a slot nor the work of scoring it.
+        earlier = _existing_file(session, challenge, team, sha256)
+        if earlier is not None:
+            return _result(session, earlier, team, challenge, now, existing=True)
         # A cheap early refusal; the check that counts is the locked one below.
         status = quota_status(session, team, challenge, now)
         if status.left == 0:
@@ -166,12 +265,17 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
 
     with maker() as session:
         team = _lock_team(session, team.id)
+        # Under the lock, which serialises the team's uploads: of two identical ones, the second finds the first.
+        earlier = _existing_file(session, challenge, team, sha256)
+        if earlier is not None:
+            return _result(session, earlier, team, challenge, now, existing=True)
         now = _now(session, now)  # read under the lock: the time this row is counted at
         status = quota_status(session, team, challenge, now)
         if status.left == 0:
             raise _quota_error(challenge, status)
-        row = Submission(team_id=team.id, challenge_id=challenge.id, run_id=run_id, label=label[:128],
-                         file_sha256=hashlib.sha256(data).hexdigest(), file_data=bytes(data),
+        row = Submission(team_id=team.id, challenge_id=challenge.id, run_id=run_id, label=entry.name,
+                         description=entry.description, code_url=entry.code_url,
+                         file_sha256=sha256, file_data=bytes(data),
                          n_rows=parsed.n_rows, primary_score=scored.primary_score, scores=scored.scores,
                          created_at=now)
         session.add(row)

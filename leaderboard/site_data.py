@@ -20,8 +20,9 @@ from workers.metric_registry import PRIMARY, Metric, board_metrics, task_metrics
 TIMM_COLUMNS = ("model", "top1", "top1_err", "top5", "top5_err", "param_count", "img_size")
 # The learning curves shown first: the listed metrics on validation (as the loops log them), then the loss.
 CURVES = (*(f"val_{name}" for name in RUN_METRICS), "train_loss")
-JSON_FIELDS = ("rank", "entry", "team", "baseline", "label", "params", "flops", "input_size", "arch", "run_id",
-               "submitted", "submission_id", "vs_leader")
+JSON_FIELDS = ("rank", "entry", "team", "baseline", "label", "description", "code_url", "params", "flops",
+               "input_size", "arch", "run_id", "submitted", "submission_id", "vs_leader")
+ENTRY_TEXT = ("description", "code_url")  # a team's own words about an entry, the last columns of a CSV export
 
 
 # What makes a spreadsheet read a cell as a formula when it leads: OWASP's = + - @ tab CR, ASVS's NUL, a line
@@ -100,6 +101,12 @@ def _interval_columns(out: pd.DataFrame, board: pd.DataFrame, metric: Metric) ->
     out[f"{metric.name}_ci_high"] = board[f"{metric.name}_hi"].map(_export_value(metric))
 
 
+def _entry_text(out: pd.DataFrame, board: pd.DataFrame) -> None:
+    """The entries' descriptions and code URLs as the last columns ("" where none was given)."""
+    for name in ENTRY_TEXT:
+        out[name] = board[name].fillna("") if name in board else ""
+
+
 def classification_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
     """The board in timm's results-CSV columns, then convbench's own (other metrics, CIs, team, verdict)."""
     out = pd.DataFrame({
@@ -120,6 +127,7 @@ def classification_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
         _interval_columns(out, board, metric)
     out["vs_leader"], out["submitted"] = board["vs_leader"], board["submitted"].map(_stamp)
     out["run_id"] = board["run_id"].fillna("")
+    _entry_text(out, board)
     return out
 
 
@@ -137,6 +145,7 @@ def detection_csv_rows(board: pd.DataFrame) -> pd.DataFrame:
     out["img_size"] = board["input_size"].map(_int_or_none).astype("Int64")
     out["vs_leader"], out["submitted"] = board["vs_leader"], board["submitted"].map(_stamp)
     out["run_id"] = board["run_id"].fillna("")
+    _entry_text(out, board)
     return out
 
 
@@ -151,7 +160,7 @@ def board_csv(board: pd.DataFrame, task: str) -> str:
 def board_records(board: pd.DataFrame, task: str) -> list[dict[str, Any]]:
     records = []
     for _, row in board.iterrows():
-        record = {name: _plain(row[name]) for name in JSON_FIELDS}
+        record = {name: _plain(row.get(name)) for name in JSON_FIELDS}
         for key in board_columns(task):
             low, high = _plain(row[f"{key}_lo"]), _plain(row[f"{key}_hi"])
             record[key] = _plain(row[key])

@@ -62,7 +62,12 @@ def test_admin_commands_end_to_end(db: str, tmp_path: Path, capsys) -> None:
     code, out, _ = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(file),
                        "--label", "resnet18", "--db", db)
     assert code == 0 and "top1_err" in out and "95% CI" in out and "submissions left in this window: 0" in out
-    code, _, err = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(file), "--db", db)
+    code, out, _ = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(file), "--db", db)
+    assert code == 0 and out.startswith("already submitted as #1; not charged\n") and "top1_err" in out
+    assert "submissions left in this window: 0" in out and "recorded" not in out
+    other = tmp_path / "other.csv"
+    other.write_text(file.read_text().replace("\n", "\r\n"))  # the same predictions, other bytes: another file
+    code, _, err = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(other), "--db", db)
     assert code == 1 and "error: quota reached" in err
 
     bad = tmp_path / "bad.csv"

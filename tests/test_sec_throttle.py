@@ -41,9 +41,10 @@ def url(db_url: str) -> str:
     return db_url
 
 
-def good_file() -> bytes:
+def good_file(seed: int = 0) -> bytes:
+    """A valid file; another `seed`, another file (a team's same file again is answered from its earlier row)."""
     labels = held_test_labels("synthetic", OPTIONS)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     lines = ["image_id,pred_1,pred_2,pred_3,pred_4,pred_5"]
     for image_id, label in labels.items():
         others = [c for c in rng.permutation(10).tolist() if c != label]
@@ -283,7 +284,7 @@ def test_concurrent_rejected_uploads_get_exactly_the_free_tries(url: str) -> Non
 def test_valid_uploads_refund_their_charge(url: str) -> None:
     tokens = setup(url, quota=100)
     for i in range(REJECTED_UPLOADS.free + 5):
-        submit(url, tokens["alpha"], "syn", good_file(), f"p{i}.csv", throttle_key=ADDRESS)
+        submit(url, tokens["alpha"], "syn", good_file(i), f"p{i}.csv", throttle_key=ADDRESS)
     with session_scope(url) as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(ThrottleRow)) == 0
 
@@ -312,9 +313,10 @@ print("codes", codes)
 """
 
 
-def submit_skewed(url: str, token: str, path: Path, skew_days: float, times: int) -> str:
-    argv = "\x1f".join(["admin", "submit", "--db", url, "--token", token, "--challenge", "syn", str(path)])
-    done = subprocess.run([sys.executable, "-c", SKEWED_CLI, str(skew_days), *[argv] * times], cwd=ROOT,
+def submit_skewed(url: str, token: str, paths: list[Path], skew_days: float) -> str:
+    argvs = ["\x1f".join(["admin", "submit", "--db", url, "--token", token, "--challenge", "syn", str(path)])
+             for path in paths]
+    done = subprocess.run([sys.executable, "-c", SKEWED_CLI, str(skew_days), *argvs], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     clock = datetime.fromisoformat(done.stdout.split("clock ", 1)[1].split()[0])
@@ -326,19 +328,20 @@ def submit_skewed(url: str, token: str, path: Path, skew_days: float, times: int
 def test_a_process_with_a_skewed_clock_gets_no_more_than_the_quota(url: str, tmp_path: Path,
                                                                    skew_days: float) -> None:
     tokens = setup(url, quota=2)
-    path = tmp_path / "p.csv"
-    path.write_bytes(good_file())
+    paths = [tmp_path / f"p{i}.csv" for i in range(2)]  # two files: the same one again would cost nothing
+    for i, path in enumerate(paths):
+        path.write_bytes(good_file(i))
     if skew_days < 0:
         # Behind: its rows would have been stamped 8 days ago, out of the window, leaving 2 more slots.
-        out = submit_skewed(url, tokens["alpha"], path, skew_days, times=2)
+        out = submit_skewed(url, tokens["alpha"], paths, skew_days)
         assert "codes [0, 0]" in out
         with pytest.raises(QuotaExceeded):
-            submit(url, tokens["alpha"], "syn", good_file(), "p.csv")
+            submit(url, tokens["alpha"], "syn", good_file(2), "p.csv")
     else:
         # Ahead: its window would have started a day from now, counting none of today's rows.
-        for _ in range(2):
-            submit(url, tokens["alpha"], "syn", good_file(), "p.csv")
-        out = submit_skewed(url, tokens["alpha"], path, skew_days, times=1)
+        for i in (2, 3):
+            submit(url, tokens["alpha"], "syn", good_file(i), "p.csv")
+        out = submit_skewed(url, tokens["alpha"], paths[:1], skew_days)
         assert "codes [1]" in out and "quota reached: 2 of 2" in out
     assert count_submissions(url) == 2
     with make_sessionmaker(url)() as session:

@@ -15,6 +15,7 @@ from leaderboard.queries import (
     leaderboard,
     runs_frame,
 )
+from leaderboard.quota import link_or_none
 from leaderboard.site_data import board_csv, board_json, spreadsheet_frame
 from workers.metric_registry import METRICS, Metric
 
@@ -31,14 +32,15 @@ def number_column(metric: Metric, label: str | None = None) -> st.column_config.
 
 
 def display_frame(board: pd.DataFrame, task: str) -> pd.DataFrame:
-    """What the table shows: percentages by column config, CIs as text, a link to each run's provenance.
+    """What the table shows: percentages by column config, CIs as text, a link to each run's provenance and
+    to each entry's code.
 
-    The table's own toolbar downloads it as CSV and copies cells to the clipboard, unescaped: the names
-    people chose (entry, team) are made spreadsheet-safe here, as in the Export CSV button's file.
+    The table's own toolbar downloads it as CSV and copies cells to the clipboard, unescaped: the text
+    people chose (entry, team, description) is made spreadsheet-safe here, as in the Export CSV button's file.
     """
-    names = spreadsheet_frame(board[["entry", "team"]])
+    names = spreadsheet_frame(board[["entry", "team", "description"]])
     view = pd.DataFrame({"rank": board["rank"], "entry": names["entry"], "team": names["team"],
-                         "baseline": board["baseline"]})
+                         "description": names["description"], "baseline": board["baseline"]})
     for key in board_columns(task):
         label = METRICS[key].display
         view[label] = board[key]
@@ -51,6 +53,7 @@ def display_frame(board: pd.DataFrame, task: str) -> pd.DataFrame:
     view["submitted"] = board["submitted"]
     # Relative to this page's URL, so the link also works under a server.baseUrlPath.
     view["run"] = [f"run?job={job}" if isinstance(job, str) and job else None for job in board["run_id"]]
+    view["code"] = board["code_url"].map(link_or_none)
     return view
 
 
@@ -89,6 +92,7 @@ def show_board(url: str, challenge: pd.Series) -> None:
         "GFLOPs": st.column_config.NumberColumn(format="%.3f"),
         "submitted": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "run": st.column_config.LinkColumn("provenance", display_text="run detail"),
+        "code": st.column_config.LinkColumn("code"),
     })
     page_picker(key, page, board, note="; the exports hold this page")
     ties = int((board["vs_leader"] == "not significantly different").sum())

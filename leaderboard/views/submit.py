@@ -16,7 +16,15 @@ from leaderboard.queries import (
     metric_text,
     team_submissions,
 )
-from leaderboard.quota import SubmitResult, quota_status, submit
+from leaderboard.quota import (
+    MAX_CODE_URL,
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    SubmitResult,
+    link_or_none,
+    quota_status,
+    submit,
+)
 from leaderboard.site_data import spreadsheet_frame
 from leaderboard.submissions import MAX_BYTES
 from leaderboard.tokens import authenticate, hash_token
@@ -28,7 +36,8 @@ FORMATS = f"""
 row per test image; a guess is a class id (0..C-1) or a class name.
 **Detection**: CSV `{",".join(DETECTION_CSV_HEADER)}` (class ids 1..C or names), or a COCO results JSON list
 of `{{"image_id", "category_id", "bbox": [x, y, w, h], "score"}}`.
-A file that fails validation is not counted against the quota.
+A file that fails validation is not counted against the quota, nor is a file your team already submitted to the
+challenge: its earlier result is shown again.
 """
 
 
@@ -100,6 +109,8 @@ def quota_text(left: int | None, next_slot: datetime | None, quota: int, window_
 def show_result(result: SubmitResult, challenge: pd.Series) -> None:
     metric = result.scores.get("metric", challenge["metric"])
     name = METRICS[metric].long_name if metric in METRICS else metric
+    if result.existing:
+        st.info(f"This file was already submitted as #{result.submission_id}; not charged. Its result:")
     st.success(f"Scored submission #{result.submission_id} of team {result.team} to {result.challenge}: "
                f"{name} {score_text(result.scores, metric)}")
     shown = board_columns(challenge["task"])
@@ -111,13 +122,14 @@ def show_result(result: SubmitResult, challenge: pd.Series) -> None:
     st.info(quota_text(result.quota_left, result.next_slot_at, int(challenge["quota"]), challenge["window_days"]))
 
 
-def upload(url: str, token: str, challenge: pd.Series, file, label: str) -> None:
+def upload(url: str, token: str, challenge: pd.Series, file, label: str, description: str = "",
+           code_url: str = "") -> None:
     if file is None:
         st.error("Choose a prediction file to upload.")
         return
     try:
         result = submit(url, token, challenge["slug"], file.getvalue(), file.name, label=label.strip(),
-                        throttle_key=throttle_key())
+                        description=description, code_url=code_url, throttle_key=throttle_key())
     except LeaderboardError as exc:
         if isinstance(exc, AuthError):
             st.session_state.pop("team", None)
@@ -142,13 +154,15 @@ def show_team(url: str, team: str, challenge: pd.Series) -> None:
         st.caption("No submissions yet.")
         return
     # The table's toolbar exports CSV as it is: the entry names people typed are made spreadsheet-safe.
-    st.dataframe(spreadsheet_frame(history, ("label",)), hide_index=True, column_config={
+    shown = spreadsheet_frame(history, ("label", "description")).assign(code_url=history["code_url"].map(link_or_none))
+    st.dataframe(shown, hide_index=True, column_config={
         "created_at": st.column_config.DatetimeColumn("submitted", format="YYYY-MM-DD HH:mm"),
         "score": st.column_config.NumberColumn(format="percent"),
         **{m.name: st.column_config.NumberColumn(m.display, format="percent" if m.percent else None)
            for m in map(METRICS.get, listed_metrics())},
         "n_rows": st.column_config.NumberColumn("rows"),
         "submission_id": st.column_config.NumberColumn("id"),
+        "code_url": st.column_config.LinkColumn("code"),
     })
 
 
@@ -168,14 +182,16 @@ def main() -> None:
                             format_func=lambda s: f"{titles[s]} ({s})" if titles[s] != s else s)
         file = st.file_uploader("Prediction file", type=["csv", "json"], key="predictions",
                                 max_upload_size=MAX_BYTES // 2**20)
-        label = st.text_input("Entry name (optional, e.g. the model)", max_chars=128, key="label")
+        label = st.text_input("Entry name (optional, e.g. the model)", max_chars=MAX_NAME, key="label")
+        description = st.text_area("Description (optional)", max_chars=MAX_DESCRIPTION, key="description")
+        code_url = st.text_input("Code URL (optional, http:// or https://)", max_chars=MAX_CODE_URL, key="code_url")
         left, right = st.columns(2)
         send = left.form_submit_button("Submit", type="primary")
         history = right.form_submit_button("Show my submissions")
     challenge = challenges.set_index("slug").loc[slug].copy()
     challenge["slug"] = slug
     if send:
-        upload(url, token, challenge, file, label)
+        upload(url, token, challenge, file, label, description, code_url)
     elif history:
         sign_in(url, token)
     result = st.session_state.get("last_result")
