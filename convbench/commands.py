@@ -21,27 +21,20 @@ def add_results_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def results(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
+    from db.engine import exit_status, open_database
 
-    from db.engine import DatabaseError, database_url, describe_error, open_database, safe_url
-
-    try:
+    def command() -> int:
         url = open_database(args.db)  # only reads: a mistyped SQLite path is an error, not a new empty file
         from leaderboard.queries import format_runs, runs_frame
 
         frame = runs_frame(url, suite=args.suite, limit=None)
-    except DatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as exc:  # one line, no SQL, no password
-        url = database_url(args.db)
-        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
-        return 1
-    if args.format == "csv":
-        sys.stdout.write(frame.to_csv(index=False))
-    else:
-        print(format_runs(frame))
-    return 0
+        if args.format == "csv":
+            sys.stdout.write(frame.to_csv(index=False))
+        else:
+            print(format_runs(frame))
+        return 0
+
+    return exit_status(command, args.db)
 
 
 def add_site_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,15 +6,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from db.engine import (
     URL_ENV,
-    DatabaseError,
     check_url,
     create_schema,
     database_url,
-    describe_error,
+    exit_status,
     open_database,
     safe_url,
     upgrade_hint,
@@ -147,15 +144,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Runs a parsed `db` command with one-line errors."""
-    try:
-        return args.func(args)
-    except DatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as exc:  # past the checks: the database failed mid-way; one line, no SQL, no password
-        url = database_url(args.db)
-        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
-        return 1
+    return exit_status(lambda: args.func(args), args.db)
 
 
 def main(argv: list[str] | None = None) -> int:

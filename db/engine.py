@@ -5,7 +5,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -106,6 +106,28 @@ def describe_error(exc: BaseException, url: str | URL | None) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     line = next((part.strip() for part in text.splitlines() if part.strip()), exc.__class__.__name__)
     return scrub(line, url)
+
+
+def exit_status(command: Callable[[], int], url: str | None, usage_errors: tuple[type[Exception], ...] = (),
+                failures: tuple[type[Exception], ...] = ()) -> int:
+    """Runs a command line's work under the error policy every convbench command shares.
+
+    A refused database URL (DatabaseError) or one of `usage_errors` is one line and exit status 2; one of
+    `failures`, or a database that fails mid-way, is one line and exit status 1. Never a traceback, SQL,
+    statement parameters or a password.
+    """
+    try:
+        return command()
+    except (DatabaseError, *usage_errors) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except failures as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        shown = database_url(url)
+        print(f"error: database {safe_url(shown)}: {describe_error(exc, shown)}", file=sys.stderr)
+        return 1
 
 
 def shown_path(path: str | Path) -> str:

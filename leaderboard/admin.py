@@ -313,24 +313,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs a parsed admin command on an up-to-date schema, with one-line errors."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.engine import DatabaseError, database_url, describe_error, safe_url
+    from db.engine import exit_status
     from leaderboard.errors import LeaderboardError
 
-    try:
+    def command() -> int:
         args.prepare(args)
         return args.func(args)
-    except LeaderboardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except DatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as exc:  # past the checks: the database failed mid-way; one line, no SQL, no password
-        url = database_url(getattr(args, "db", None))
-        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
-        return 1
+
+    return exit_status(command, getattr(args, "db", None), failures=(LeaderboardError,))
 
 
 CREATES = (cmd_create_challenge, cmd_create_team)  # the commands that may start a new database

@@ -152,23 +152,13 @@ def reexec_without_password(argv: list[str], url: str | None) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Runs `args.func` (cmd_run, cmd_plan) with one-line errors; first, when `args.argv` is this process's own
     command line (`args.from_process`), re-executes it if its --db holds a password."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.engine import DatabaseError, database_url, describe_error, safe_url
+    from db.engine import exit_status
     from workers.typed import ConfigError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "from_process", False):  # a caller's list is not on this process's command line
         reexec_without_password(args.argv, args.db)
-    try:
-        return args.func(args)
-    except (ConfigError, DatabaseError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as exc:  # past the checks: the database failed mid-way; one line, no SQL, no password
-        url = database_url(args.db)
-        print(f"error: database {safe_url(url)}: {describe_error(exc, url)}", file=sys.stderr)
-        return 1
+    return exit_status(lambda: args.func(args), args.db, usage_errors=(ConfigError,))
 
 
 def main(argv: list[str] | None = None) -> int:
