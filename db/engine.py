@@ -116,9 +116,10 @@ def exit_status(command: Callable[[], int], url: str | None, usage_errors: tuple
     `failures`, or a database that fails mid-way, is one line and exit status 1. Never a traceback, SQL,
     statement parameters or a password.
     """
+    refused: tuple[type[Exception], ...] = (DatabaseError, *usage_errors)
     try:
         return command()
-    except (DatabaseError, *usage_errors) as exc:
+    except refused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except failures as exc:
