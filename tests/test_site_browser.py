@@ -118,6 +118,7 @@ def test_read_the_board_then_submit_in_chromium(site, tmp_path) -> None:
             page.get_by_role("link", name="Leaderboard").click()
             page.get_by_role("heading", name="Leaderboard").wait_for()
             page.get_by_text(re.compile(r"^Every submission")).wait_for()
-            assert "delta" in [row[1] for row in board_rows(page)]
+            # The new entry under the name it was given, beside its team.
+            assert ["browser entry", "delta"] in [row[1:3] for row in board_rows(page)]
         finally:
             browser.close()
