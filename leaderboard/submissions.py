@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -585,7 +586,8 @@ def parse_detection(data: bytes, filename: str, ids: np.ndarray, class_names: li
                     max_bytes: int = MAX_BYTES) -> Detections:
     body = _body(data, max_bytes)
     if filename.lower().endswith(".json") or _JSON_START.match(body):
-        return _parse_coco_json(str(body, "utf-8"), ids, len(class_names))
+        fast = _fast_coco_json(body, ids, len(class_names))
+        return fast if fast is not None else _parse_coco_json(str(body, "utf-8"), ids, len(class_names))
     return _parse_detection_csv(body, ids, class_names)
 
 
@@ -763,6 +765,47 @@ class _NotANumber(Exception):
 
 def _refuse_constant(name: str) -> float:
     raise _NotANumber(name)
+
+
+class _CocoDetection(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """One item of a clean COCO results file, as the fast path decodes it (typed: no bool for a number)."""
+
+    image_id: str
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    score: float
+
+
+_COCO_DECODER = msgspec.json.Decoder(list[_CocoDetection])
+
+
+def _fast_coco_json(body: Any, ids: np.ndarray, n_classes: int) -> Detections | None:
+    """A clean COCO results file, decoded by msgspec straight into typed structs; None for anything else.
+
+    About 2x json.loads and no dict per item, which keeps a file at the size cap within the time target.
+    Whatever it declines, the windowed reader below reads again, so every error is worded in one place.
+    """
+    try:
+        items = _COCO_DECODER.decode(body)
+    except msgspec.DecodeError:  # malformed, mistyped, a missing or an unknown key: the slow path words it
+        return None
+    n = len(items)
+    if n == 0:
+        return _no_detections()
+    index = dict(zip(ids.tolist(), range(len(ids))))
+    positions = np.fromiter(map(index.get, (d.image_id for d in items), itertools.repeat(-1)), np.int64, count=n)
+    try:
+        classes = np.fromiter((d.category_id for d in items), np.int64, count=n)
+    except OverflowError:  # msgspec takes integers up to 2**64 - 1
+        return None
+    scores = np.fromiter((d.score for d in items), np.float64, count=n)
+    boxes = np.fromiter(itertools.chain.from_iterable(d.bbox for d in items), np.float64, count=4 * n).reshape(n, 4)
+    low = FIRST_CLASS_ID["detection"]
+    if ((positions < 0).any() or ((classes < low) | (classes >= low + n_classes)).any()
+            or not np.isfinite(scores).all() or not np.isfinite(boxes).all() or (boxes[:, 2:] <= 0).any()):
+        return None
+    corners = np.column_stack([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]])
+    return Detections(positions, classes, scores, corners, n)
 
 
 def _parse_coco_json(text: str, ids: np.ndarray, n_classes: int) -> Detections:
