@@ -44,5 +44,5 @@ RUN useradd --create-home --uid 1000 convbench \
     && git config --system --add safe.directory /app
 USER convbench
 
-EXPOSE 6379 8265 8501
+EXPOSE 6379 8265 8501 8502
 CMD ["python", "-m", "orchestrator", "--help"]

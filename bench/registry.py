@@ -53,6 +53,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     "scheduling": _isolated("bench.scheduling"),
     "leaderboard": _lazy("bench.site_queries"),
     "detector": _lazy("bench.detector_speed"),
+    "ranking": _lazy("bench.ranking_speed"),
+    "gpu": _lazy("bench.gpu_check"),  # skipped where there is no CUDA GPU
+    "class_metrics": _lazy("bench.class_metrics"),
+    "site_load": _lazy("bench.site_load"),
+    "gate": _lazy("bench.gate_speed"),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -65,4 +70,12 @@ DESCRIPTIONS: dict[str, str] = {
     "scheduling": "tiny jobs through run_campaign: fixed cost per job <= 2 s, busy fraction >= 80%; vs TorchTrainer",
     "leaderboard": "page queries on 10,000 runs / 100,000 submissions (SQLite, PostgreSQL) <= 100 ms; render <= 1.5 s",
     "detector": "proposals/s per method, proposal cache hit cost, R-CNN inference images/s",
+    "ranking": "paired-bootstrap rank intervals, 100 entries x 50,000 images x 1,000 replicates <= 2 s; "
+               "audit verify of 100,000 rows (SQLite, PostgreSQL) <= 2 s",
+    "gpu": "CUDA only: ResNet-50 224 px bf16 channels_last img/s through the orchestrator / a bare loop "
+           "(target >= 0.9), and MFU against the GPU's bf16 peak; skipped without a GPU",
+    "class_metrics": "evaluation images/s with the per-class counts (confusion, per-class top-k) / without; >= 0.98",
+    "site_load": "50 websocket sessions open the Leaderboard at once, with / without the read cache: p95 <= 3 s",
+    "gate": "50,000-row top-5 submission through the HTTP gate / in-process quota.submit: <= 3x; "
+            "20 submissions at once: p99 <= 5 s",
 }

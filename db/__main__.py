@@ -81,7 +81,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
-    from db.roles import RUNNER_PRIVILEGES, SITE_PRIVILEGES, RoleSpec, grant_roles, password_from_env
+    from db.roles import GATE_PRIVILEGES, RUNNER_PRIVILEGES, SITE_PRIVILEGES, RoleSpec, grant_roles, password_from_env
 
     url = database_url(args.db)
     if check_url(url).get_backend_name() == "sqlite":
@@ -91,6 +91,7 @@ def cmd_grant(args: argparse.Namespace) -> int:
     open_database(url)
     try:
         roles = [RoleSpec(args.runner_role, RUNNER_PRIVILEGES, password_from_env(args.runner_password_env)),
+                 RoleSpec(args.gate_role, GATE_PRIVILEGES, password_from_env(args.gate_password_env)),
                  RoleSpec(args.site_role, SITE_PRIVILEGES, password_from_env(args.site_password_env))]
         for line in grant_roles(url, roles):
             print(line)
@@ -121,16 +122,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                             "(default: a scratch SQLite file migrated from empty)")
     check.set_defaults(func=cmd_check)
 
-    grant = command("grant", "create the runner and site roles (PostgreSQL) and set their privileges",
-                    "--runner-password-env RUNNER_PW --site-password-env SITE_PW",
+    grant = command("grant", "create the runner, gate and site roles (PostgreSQL) and set their privileges",
+                    "--runner-password-env RUNNER_PW --gate-password-env GATE_PW --site-password-env SITE_PW",
                     "Create (if missing) a LOGIN role for the runners (orchestrator, workers: runs only, no held "
-                    "labels) and one for the site and its scorer (reads held labels, records submissions), and "
-                    "reset their privileges to the declared ones. Run it as the tables' owner after every upgrade.")
+                    "labels), one for the submission gate and its scorer (the only one that reads held labels; "
+                    "records submissions, counts throttles) and one for the site (read-only: no held labels, token "
+                    "hashes or uploaded files), and reset their privileges to the declared ones. Run it as the "
+                    "tables' owner after every upgrade.")
     grant.add_argument("--db", default=None, help=DB_HELP)
     grant.add_argument("--runner-role", default="convbench_runner", help="the runners' role (default: %(default)s)")
+    grant.add_argument("--gate-role", default="convbench_gate",
+                       help="the submission gate's role (default: %(default)s)")
     grant.add_argument("--site-role", default="convbench_site", help="the site's role (default: %(default)s)")
     grant.add_argument("--runner-password-env", default=None, metavar="VAR",
                        help="environment variable holding the runner role's password (default: set none)")
+    grant.add_argument("--gate-password-env", default=None, metavar="VAR",
+                       help="environment variable holding the gate role's password (default: set none)")
     grant.add_argument("--site-password-env", default=None, metavar="VAR",
                        help="environment variable holding the site role's password (default: set none)")
     grant.set_defaults(func=cmd_grant)

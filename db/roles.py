@@ -1,14 +1,16 @@
 """PostgreSQL roles for a deployment: what the runners and the site may touch (ARCHITECTURE.md invariant 1).
 
-Three roles share one database:
+Four roles share one database:
 
 - the owner (the migration user, e.g. the postgres image's POSTGRES_USER) owns the tables, runs
   migrations and the admin CLI, which writes challenges and their held labels;
 - the runner role is what the orchestrator and the workers use: it records runs and reads the
   challenges, and holds no privilege at all on `held_labels`, nor on teams and submissions;
-- the site role is what the leaderboard and its scorer use: it reads everything, held labels
-  included, and inserts teams and submissions. The orchestrator's baseline submissions go
-  through the scorer, so they need this role's URL, not the runner's.
+- the gate role is what the submission gate (gate/) and its scorer use, the only one that reads
+  held labels: it authenticates teams, counts throttles, and inserts submissions. The orchestrator's
+  baseline submissions go through the scorer, so they need this role's URL, not the runner's;
+- the site role is what the leaderboard pages use: read-only, and not the held labels, the teams'
+  token hashes, the uploaded files or the throttles (column-level grants on teams and submissions).
 
 Roles are cluster-wide objects on PostgreSQL, which is why they are set here by a command
 (`python -m db grant`) rather than by a migration: a migration would tie one cluster's role names
@@ -27,7 +29,7 @@ from db.schema import Base
 
 VERSION_TABLE = "alembic_version"
 
-# Privileges per table, for every table of the schema: a new table must be given a line in both maps
+# Privileges per table, for every table of the schema: a new table must be given a line in all three maps
 # (tests/test_db.py checks), so it is denied or granted by decision, never by accident.
 RUNNER_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "runs": ("SELECT", "INSERT", "UPDATE"),
@@ -36,9 +38,11 @@ RUNNER_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "submissions": (),
     "held_labels": (),  # the invariant: the runners cannot select the test labels
     "throttles": (),
+    "kit_images": ("SELECT",),  # baselines predict on the participants' kit images
+    "audit_log": (),  # the host's record of uploads and admin actions
     VERSION_TABLE: ("SELECT",),  # the orchestrator checks the schema is at head before it writes
 }
-SITE_PRIVILEGES: dict[str, tuple[str, ...]] = {
+GATE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "runs": ("SELECT",),
     "challenges": ("SELECT",),
     # The quota lock is SELECT ... FOR UPDATE on the team's row, which PostgreSQL allows only with an
@@ -47,6 +51,31 @@ SITE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "submissions": ("SELECT", "INSERT"),
     "held_labels": ("SELECT",),  # the scorer reads them; no page shows them
     "throttles": ("SELECT", "INSERT", "UPDATE", "DELETE"),  # failed tokens and rejected uploads, counted
+    "kit_images": ("SELECT",),  # the Data page offers the kit for download
+    # The scorer appends each upload's outcome: it reads the chain's head and inserts, never updates or deletes.
+    "audit_log": ("SELECT", "INSERT"),
+    VERSION_TABLE: ("SELECT",),
+}
+
+
+def _columns(table: str, *, without: tuple[str, ...]) -> str:
+    """SELECT on every column of `table` but those `without`: a column-level grant, so that a column added later is
+    refused until it is granted by decision. (A SELECT * on the table is then refused; the site names its columns.)"""
+    names = [c.name for c in Base.metadata.tables[table].columns if c.name not in without]
+    return f"SELECT ({', '.join(names)})"
+
+
+# The site serves pages only: uploads, sign-in and quota go to the gate over HTTP. It reads the boards, not a held
+# label, a token hash or an uploaded file, and writes nothing.
+SITE_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "runs": ("SELECT",),
+    "challenges": ("SELECT",),
+    "teams": (_columns("teams", without=("token_hash",)),),
+    "submissions": (_columns("submissions", without=("file_data",)),),
+    "held_labels": (),  # the invariant: only the gate's scorer reads them
+    "throttles": (),  # the gate counts them
+    "kit_images": ("SELECT",),  # the Data page offers the kit for download
+    "audit_log": (),  # the gate appends to it
     VERSION_TABLE: ("SELECT",),
 }
 
@@ -126,7 +155,7 @@ def _grant(conn: Connection, spec: RoleSpec, schema: str) -> None:
 
 def missing_tables(conn: Connection, schema: str) -> list[str]:
     present = set(sa.inspect(conn).get_table_names(schema=schema))
-    declared = set(RUNNER_PRIVILEGES) | set(SITE_PRIVILEGES)
+    declared = set(RUNNER_PRIVILEGES) | set(GATE_PRIVILEGES) | set(SITE_PRIVILEGES)
     return sorted(declared - present)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -105,6 +106,27 @@ class Challenge(Base):
     quota: Mapped[int] = mapped_column(Integer, default=2)
     window_days: Mapped[float] = mapped_column(Float, default=7.0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # True where the labels are reproducible from public code (a generated or shipped dataset): shown as
+    # "open-book" on the board, so nobody mistakes such a score for one on held-out labels.
+    open_book: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # no submission after it
+    kit_sha256: Mapped[str | None] = mapped_column(String(64))  # the SHA-256 of the kit's MANIFEST.sha256
+
+
+class KitImage(Base):
+    """A challenge's test image as participants get it: stored once at creation with its metadata stripped,
+    under an opaque id, in a shuffled order (`position`), so neither name, order nor bytes tell a label."""
+
+    __tablename__ = "kit_images"
+    __table_args__ = (UniqueConstraint("challenge_id", "position", name="uq_kit_images_position"),)
+
+    challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(128))  # "<image_id>.<ext>" in the kit's images/ folder
+    media_type: Mapped[str] = mapped_column(String(32))
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    sha256: Mapped[str] = mapped_column(String(64))
 
 
 class Throttle(Base):
@@ -172,3 +194,21 @@ class Submission(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     team: Mapped[Team] = relationship(back_populates="submissions")
+
+
+class AuditEvent(Base):
+    """One line of the append-only audit trail (leaderboard.audit): an upload's outcome, a failed token, an
+    admin action. `hash` covers the row's content and `prev_hash`, the hash of the row before it, so an edited
+    or deleted row breaks the chain where it was. No foreign key: the trail outlives what it names."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # the chain's position
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the database server's clock
+    actor: Mapped[str] = mapped_column(String(128))  # a team's name, "admin:<user@host>", a client address
+    action: Mapped[str] = mapped_column(String(64), index=True)  # e.g. "submission.accepted", "token.revoked"
+    challenge_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    subject: Mapped[str] = mapped_column(String(256), default="")  # what was acted on, e.g. "submission 42"
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

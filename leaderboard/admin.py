@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from db.engine import DEFAULT_URL, URL_ENV
+from leaderboard import challenge_admin, host_admin
 
 TOKEN_ENV = "CONVBENCH_TOKEN"
 
@@ -35,15 +36,15 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 def cmd_create_challenge(args: argparse.Namespace) -> int:
     from db.engine import session_scope
-    from leaderboard.challenges import create_challenge, list_challenges
+    from leaderboard import challenge_admin
+    from leaderboard.challenges import list_challenges
 
     if args.if_missing:
         with session_scope(args.db) as session:
             if any(c.slug == args.slug for c in list_challenges(session)):
                 print(f"challenge {args.slug!r} exists already")
                 return 0
-    challenge = create_challenge(args.db, args.slug, args.dataset, dict(args.option), title=args.title,
-                                 quota=args.quota, window_days=args.window_days)
+    challenge = challenge_admin.create(args)
     print(f"challenge {challenge.slug!r} (id {challenge.id}): {challenge.task} on {challenge.dataset}, "
           f"metric {challenge.metric}, {len(challenge.class_names)} classes, "
           f"quota {challenge.quota} per {challenge.window_days:g} days")
@@ -123,12 +124,42 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
+def read_token(args: argparse.Namespace) -> str | None:
+    """The team's token from --token-file or $CONVBENCH_TOKEN, never from the command line (ps shows it to every
+    user); None after saying what is missing."""
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read the token file {args.token_file}: {getattr(exc, 'strerror', None) or exc}",
+                  file=sys.stderr)
+            return None
+        if not token:
+            print(f"error: the token file {args.token_file} is empty", file=sys.stderr)
+        return token or None
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        print(f"error: set ${TOKEN_ENV} to the team's token, or give --token-file PATH", file=sys.stderr)
+    return token or None
+
+
+def _submit_direct(args: argparse.Namespace, token: str, data: bytes, filename: str) -> dict[str, Any]:
+    """Submit through the database (an operator holding the gate's role), answered as the gate would answer."""
+    from leaderboard.queries import board_rank
     from leaderboard.quota import submit
 
-    token = args.token or os.environ.get(TOKEN_ENV)
-    if not token:
-        print(f"error: give --token or set ${TOKEN_ENV}", file=sys.stderr)
+    result = submit(args.db, token, args.challenge, data, filename, label=args.name, description=args.description,
+                    code_url=args.code_url, throttle_key=cli_client())
+    rank, on_board, size = board_rank(args.db, result.challenge, result.submission_id, result.primary_score)
+    metric = str(result.scores.get("metric", ""))
+    return {"submission_id": result.submission_id, "existing": result.existing, "scores": result.scores,
+            "metric": metric, "rank": rank, "on_board": on_board, "board_size": size, "quota_left": result.quota_left,
+            "next_slot_at": result.next_slot_at.isoformat() if result.next_slot_at else None}
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    token = read_token(args)
+    if token is None:
         return 2
     path = Path(args.file)
     try:
@@ -136,18 +167,33 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    result = submit(args.db, token, args.challenge, data, path.name, label=args.name, description=args.description,
-                    code_url=args.code_url, throttle_key=cli_client())
-    if result.existing:
-        print(f"already submitted as #{result.submission_id}; not charged")
-    print(format_scores(result.scores))
-    if result.quota_left is None:
-        print("quota: official team, not bound")
+    if args.server:
+        from leaderboard import gate_client
+
+        answer = gate_client.submit(args.server, token, args.challenge, data, path.name, name=args.name,
+                                    description=args.description, code_url=args.code_url)
     else:
-        when = f"; next slot {result.next_slot_at:%Y-%m-%d %H:%M:%S} UTC" if result.next_slot_at else ""
-        done = "" if result.existing else f"submission {result.submission_id} recorded; "
-        print(f"{done}submissions left in this window: {result.quota_left}{when}")
+        answer = _submit_direct(args, token, data, path.name)
+    print(submit_report(answer))
     return 0
+
+
+def submit_report(answer: dict[str, Any]) -> str:
+    """What `convbench submit` prints of a submission's result: scores with CIs, rank, quota left, next slot."""
+    lines = [f"already submitted as #{answer['submission_id']}; not charged"] if answer.get("existing") else []
+    lines.append(format_scores(answer["scores"]))
+    rank, size = answer.get("rank"), answer.get("board_size")
+    if rank is not None:
+        where = "" if answer.get("on_board", True) else " (your team's better entry is the one the board shows)"
+        lines.append(f"rank: {rank} of {max(int(size or 0), int(rank))} on the board{where}")
+    if answer.get("quota_left") is None:
+        lines.append("quota: official team, not bound")
+    else:
+        slot = answer.get("next_slot_at")
+        when = f"; next slot {str(slot).replace('T', ' ')[:19]} UTC" if slot else ""
+        done = "" if answer.get("existing") else f"submission {answer['submission_id']} recorded; "
+        lines.append(f"{done}submissions left in this window: {answer['quota_left']}{when}")
+    return "\n".join(lines)
 
 
 def cli_client() -> str:
@@ -186,13 +232,14 @@ def _db_option(p: argparse.ArgumentParser) -> None:
 
 def _create_challenge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slug", required=True, help="short name used in URLs and commands, e.g. synthetic-10")
-    p.add_argument("--dataset", required=True, help="dataset name from the registry, e.g. synthetic, digits")
+    p.add_argument("--dataset", default=None, help="dataset name from the registry, e.g. synthetic, digits")
     p.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="a dataset option, e.g. num_classes=20 (repeatable; values read as TOML)")
     p.add_argument("--title", default="", help="title shown on the site (default: the slug)")
     p.add_argument("--quota", type=int, default=2, help="scored submissions per team per window (default 2)")
     p.add_argument("--window-days", type=float, default=7.0, help="length of the rolling window in days (default 7)")
     p.add_argument("--if-missing", action="store_true", help="do nothing if a challenge of that slug exists")
+    challenge_admin.add_source_arguments(p)
     p.set_defaults(func=cmd_create_challenge)
 
 
@@ -217,9 +264,25 @@ def _rescore(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_rescore)
 
 
+class _RefuseToken(argparse.Action):
+    """`--token` is refused, not merely absent: otherwise argparse would read it as an abbreviation of --token-file."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        parser.error(f"--token is refused: a token on the command line is shown by ps to every user of this machine; "
+                     f"set ${TOKEN_ENV} or give --token-file PATH")
+
+
 def _submit(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="CSV (classification or detection) or COCO results JSON (detection)")
-    p.add_argument("--token", default=None, help=f"the team's token (default: ${TOKEN_ENV})")
+    p.allow_abbrev = False  # no option is matched by a prefix: `--tok` must not mean --token-file
+    p.add_argument("--token", action=_RefuseToken, nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="the submission gate, e.g. https://bench.example.org:8502 (default: submit straight into the "
+                        "database of --db, as an operator)")
+    p.add_argument("--token-file", default=None, metavar="PATH",
+                   help=f"a file holding the team's token (default: ${TOKEN_ENV}); never the token itself on the "
+                        "command line, where ps shows it")
     p.add_argument("--challenge", required=True, metavar="SLUG", help="the challenge's slug")
     p.add_argument("--name", "--label", dest="name", default="",
                    help="the entry's name on the leaderboard, e.g. resnet50 (--label: the same)")
@@ -244,10 +307,18 @@ class Sub:
 
 # By their `python -m leaderboard admin` names; `convbench challenge|team|submit` give them shorter ones.
 SUBCOMMANDS: dict[str, Sub] = {
-    "create-challenge": Sub(_create_challenge, "create a challenge on a dataset's test split",
+    "create-challenge": Sub(_create_challenge, "create a challenge on a dataset's test split or on private labels",
                             "--slug synthetic-10 --dataset synthetic --option num_classes=10",
-                            "Create a challenge: stores the dataset's test labels (held, never shown) and the rule "
-                            "of at most QUOTA scored submissions per team per rolling window."),
+                            "Create a challenge: stores the test labels (held, never shown), the test images as the "
+                            "participant kit, and the rule of at most QUOTA scored submissions per team per rolling "
+                            "window. The test set is a registry dataset's test split (--dataset), a folder of images "
+                            "with a labels file only the server has (--images, --labels), or ImageNet's val held out "
+                            "(--dataset imagenet --val-per-class N)."),
+    "challenge-kit": Sub(challenge_admin.build_kit, "write a challenge's participant kit", "synthetic-10 kit/",
+                         "Write the participant kit: the test images under opaque ids in a shuffled order, without "
+                         "metadata; sample_submission.csv; classes.csv; rules.json and README.txt; MANIFEST.sha256."),
+    "close-challenge": Sub(challenge_admin.build_close, "close a challenge to submissions", "synthetic-10",
+                           "Close a challenge: every later submission is refused; the board and kit stay."),
     "create-team": Sub(_create_team, "create a team and print its token once", "'my team'",
                        "Create a team. Its token is printed once and stored only as a hash."),
     "revoke-token": Sub(_revoke_token, "revoke a team's token", "'my team'",
@@ -259,12 +330,23 @@ SUBCOMMANDS: dict[str, Sub] = {
     "rescore": Sub(_rescore, "score a stored submission again", "42",
                    "Validate and score a stored submission again, e.g. after a scorer fix; its time and quota use "
                    "stay as they were."),
-    "submit": Sub(_submit, "submit a prediction file as a team", "--token TOKEN --challenge synthetic-10 preds.csv",
-                  "Validate, score and record a prediction file; prints the scores and the submissions left in the "
-                  "window. A rejected file costs nothing, and so does a file the team already submitted to the "
-                  "challenge: its earlier result is shown."),
+    "audit": Sub(host_admin.build_audit, "verify or list the audit trail", "verify --db sqlite:///convbench.db",
+                 "The audit trail: every upload's outcome, failed token and admin action, each row hashing the one "
+                 "before. `audit verify` recomputes the chain and names the first broken row (exit 1); "
+                 "`audit list` shows the last events."),
+    "near-duplicates": Sub(host_admin.build_near_duplicates, "flag pairs of teams with near-identical entries",
+                           "synthetic-10 --threshold 0.8",
+                           "For the host only: pairs of teams whose best files give the same wrong answer on more of "
+                           "their shared errors than chance explains (one group with several accounts)."),
+    "submit": Sub(_submit, "submit a prediction file as a team",
+                  "--server http://127.0.0.1:8502 --challenge synthetic-10 preds.csv --name resnet50",
+                  "Validate, score and record a prediction file, through the gate (--server) or the database; "
+                  f"prints the scores with their CIs, the rank and the submissions left in the window. The token "
+                  f"comes from ${TOKEN_ENV} or --token-file. A rejected file costs nothing, and so does a file the "
+                  "team already submitted to the challenge: its earlier result is shown."),
 }
-CHALLENGE = {"create": "create-challenge", "list": "list-challenges"}  # kit (#14) and close (#15) to come
+CHALLENGE = {"create": "create-challenge", "list": "list-challenges", "kit": "challenge-kit",
+             "close": "close-challenge"}
 TEAM = {"create": "create-team", "list": "list-teams", "revoke": "revoke-token"}
 
 
@@ -333,4 +415,6 @@ def prepare(args: argparse.Namespace) -> None:
     """
     from db.engine import create_schema, open_database
 
+    if getattr(args, "server", None):  # `submit --server`: the gate holds the database, this command none
+        return
     args.db = create_schema(open_database(args.db, create=args.func in CREATES))

@@ -1,19 +1,30 @@
-"""Challenges: a dataset's test split with its held labels, a task, a metric and a quota."""
+"""Challenges: a test set with its held labels, a task, a metric and a quota.
+
+A test set comes from a dataset's test split or from private files (leaderboard.private_labels); either way
+its images are stored once as the participants' kit (kit_images: opaque ids, a random order, no metadata) and
+its labels in held_labels under the same ids, so what a team downloads and what is scored are the same.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterator
+import secrets
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from db.engine import session_scope
-from db.schema import Challenge
-from leaderboard import scoring
+from db.schema import Challenge, KitImage
+from leaderboard import audit, scoring
 from leaderboard.errors import ChallengeError
+from leaderboard.kit_images import KitFile, clean_image, png_bytes
+from leaderboard.private_labels import Source
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
@@ -40,19 +51,90 @@ def _session(url_or_session: str | Session) -> Iterator[Session]:
             yield session
 
 
-def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
-                     dataset_options: dict[str, Any] | None = None, *, title: str = "", quota: int = 2,
-                     window_days: float = 7.0) -> Challenge:
-    """Create a challenge on `dataset`'s test split and store its held labels."""
-    # Imported here: the site itself never needs the dataset registry.
-    from workers.datasets import DatasetError, dataset_class_names, get_dataset, held_test_labels
-
+def _check_rule(slug: str, quota: int, window_days: float) -> None:
     if not SLUG.fullmatch(slug):
         raise ChallengeError(f"slug {slug!r}: use 1-64 lowercase letters, digits, '-' or '_'")
     if quota < 1:
         raise ChallengeError(f"quota must be at least 1, got {quota}")
     if not window_days > 0:
         raise ChallengeError(f"window_days must be positive, got {window_days}")
+
+
+def _dataset_test_images(dataset: str, config: dict[str, Any]) -> Iterator[tuple[str, Callable[[], KitFile]]]:
+    """(the split's own test id, a maker of its kit file) per test image: a file's bytes stripped of metadata,
+    a rendered tensor as a lossless PNG. The decoded kit image is the tensor the split yields."""
+    from workers.datasets import load_dataset
+
+    test = load_dataset(dataset, config).test
+    if hasattr(test, "paths"):  # FileImages: the file itself, not a decode and re-encode
+        for path, image_id in zip(test.paths, test.targets):
+            yield str(image_id), partial(_file_image, Path(path))
+    else:  # TensorImages: uint8 3 x H x W
+        for pixels, image_id in zip(test.images, test.targets):
+            yield str(image_id), partial(_tensor_image, pixels)
+
+
+def _fresh_id(taken: set[str]) -> str:
+    image_id = secrets.token_hex(8)
+    while image_id in taken:
+        image_id = secrets.token_hex(8)
+    return image_id
+
+
+def store_kit(session: Session, challenge: Challenge,
+              images: Sequence[tuple[str | None, Any, Callable[[], KitFile]]]) -> int:
+    """Store the test images in a random order, and their labels keyed by the images' ids.
+
+    `images`: (id or None, label, a maker of the image's kit file). None: a fresh random id (secrets), which
+    nothing public (a seed, a path) rebuilds. A dataset's test split keeps its own public ids (`test_000123`,
+    numbered in a seeded shuffle: invariant 1), which its workers and earlier submissions are keyed by. The
+    order is a fresh shuffle either way: a position says nothing about a label. Returns the number of images.
+    """
+    if not images:
+        raise ChallengeError("the test set has no images")
+    shuffled = list(images)
+    secrets.SystemRandom().shuffle(shuffled)
+    ids: set[str] = {given for given, _, _ in shuffled if given is not None}
+    labels: dict[str, Any] = {}
+    batch: list[dict[str, Any]] = []
+    for position, (given, label, make) in enumerate(shuffled):
+        image_id = given if given is not None else _fresh_id(ids)
+        ids.add(image_id)
+        kit = make()
+        labels[image_id] = label
+        batch.append({"challenge_id": challenge.id, "image_id": image_id, "position": position,
+                      "filename": f"{image_id}.{kit.ext}", "media_type": kit.media_type, "data": kit.data,
+                      "sha256": hashlib.sha256(kit.data).hexdigest()})
+        if len(batch) >= 256:  # bounded memory on a large test set
+            session.execute(insert(KitImage), batch)
+            batch = []
+    if batch:
+        session.execute(insert(KitImage), batch)
+    # Sorted by id: the insertion order of the labels follows nothing either.
+    scoring.store_held_labels(session, challenge.id, dict(sorted(labels.items())), challenge.task)
+    return len(shuffled)
+
+
+def _finish(session: Session, challenge: Challenge) -> Challenge:
+    from leaderboard.kit import manifest_sha256
+
+    session.flush()
+    challenge.kit_sha256 = manifest_sha256(session, challenge)
+    session.flush()
+    audit.record(session, "challenge.created", "admin", {"dataset": challenge.dataset, "task": challenge.task,
+                 "metric": challenge.metric, "quota": challenge.quota, "window_days": challenge.window_days,
+                 "kit_sha256": challenge.kit_sha256}, challenge.id, f"challenge {challenge.slug}")
+    return challenge
+
+
+def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
+                     dataset_options: dict[str, Any] | None = None, *, title: str = "", quota: int = 2,
+                     window_days: float = 7.0) -> Challenge:
+    """Create a challenge on `dataset`'s test split: its images as a kit, its labels held under the kit's ids."""
+    # Imported here: the site itself never needs the dataset registry.
+    from workers.datasets import DatasetError, dataset_class_names, get_dataset, held_test_labels
+
+    _check_rule(slug, quota, window_days)
     config = normalised_config(dataset, dataset_options)
     entry = get_dataset(dataset)
     if entry.task not in scoring.METRIC_FOR_TASK:
@@ -64,14 +146,81 @@ def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
             # Class names and held labels only: loading the dataset would render or index every split
             # (and import torch) for nothing; a synthetic challenge then needed seconds and a gigabyte.
             class_names, labels = dataset_class_names(dataset, config), held_test_labels(dataset, config)
+            challenge = Challenge(slug=slug, title=title or slug, task=entry.task, dataset=dataset,
+                                  dataset_config=config, class_names=class_names,
+                                  metric=scoring.METRIC_FOR_TASK[entry.task], quota=quota,
+                                  window_days=float(window_days), open_book=entry.open_book)
+            session.add(challenge)
+            session.flush()
+            images = [(test_id, labels[test_id], make) for test_id, make in _dataset_test_images(dataset, config)]
+            store_kit(session, challenge, images)
         except DatasetError as exc:  # e.g. a folder missing on this machine; the message names it
             raise ChallengeError(str(exc)) from None
-        challenge = Challenge(slug=slug, title=title or slug, task=entry.task, dataset=dataset, dataset_config=config,
-                              class_names=class_names, metric=scoring.METRIC_FOR_TASK[entry.task], quota=quota,
-                              window_days=float(window_days))
+        except KeyError:  # a test image the held labels do not know: the dataset's two readers disagree
+            raise ChallengeError(f"dataset {dataset!r}: its test images and test labels disagree") from None
+        _finish(session, challenge)
+    return challenge
+
+
+PRIVATE = "private"  # Challenge.dataset of a challenge made from an images folder and a labels file
+
+
+def create_private_challenge(url_or_session: str | Session, slug: str, source: Source, *, title: str = "",
+                             quota: int = 2, window_days: float = 7.0, train_data: str = "",
+                             dataset: str = PRIVATE, dataset_options: dict[str, Any] | None = None) -> Challenge:
+    """Create a challenge from labels only the server holds (leaderboard.private_labels): each image is read
+    once, stripped of metadata and stored; afterwards the images folder and the labels file may be deleted.
+
+    `train_data`: where teams get training and validation data, in words (a dataset's name, a path); the kit
+    names it. `dataset`/`dataset_options`: the registry's dataset the challenge belongs to (ImageNet's val
+    holdout), so that runs on it find it; by default "private", which no run has.
+    """
+    _check_rule(slug, quota, window_days)
+    if source.task not in scoring.METRIC_FOR_TASK:
+        raise ChallengeError(f"task {source.task!r} has no scorer")
+    config: dict[str, Any] = (normalised_config(dataset, dataset_options) if dataset != PRIVATE
+                              else {"train_data": train_data})
+    with _session(url_or_session) as session:
+        if session.scalar(select(Challenge.id).where(Challenge.slug == slug)) is not None:
+            raise ChallengeError(f"challenge {slug!r} exists")
+        challenge = Challenge(slug=slug, title=title or slug, task=source.task, dataset=dataset, dataset_config=config,
+                              class_names=list(source.class_names), metric=scoring.METRIC_FOR_TASK[source.task],
+                              quota=quota, window_days=float(window_days), open_book=False)
         session.add(challenge)
         session.flush()
-        scoring.store_held_labels(session, challenge.id, labels, entry.task)
+        store_kit(session, challenge,
+                  [(None, label, partial(_file_image, path)) for path, label in source.items])
+        if source.wnids:
+            wnids = dict(challenge.dataset_config, wnids=list(source.wnids))
+            challenge.dataset_config = wnids
+        _finish(session, challenge)
+    return challenge
+
+
+def _file_image(path: Path) -> KitFile:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ChallengeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return clean_image(data, path.name)
+
+
+def _tensor_image(pixels: Any) -> KitFile:
+    return KitFile(png_bytes(pixels.permute(1, 2, 0).numpy()), "png", "image/png")  # uint8 3 x H x W
+
+
+def close_challenge(url_or_session: str | Session, slug: str) -> Challenge:
+    """No submission after now (the database's clock); the kit's rules say so, and its manifest hash follows."""
+    from leaderboard.throttle import server_now
+
+    with _session(url_or_session) as session:
+        challenge = get_challenge(session, slug)
+        if challenge.closed_at is not None:
+            raise ChallengeError(f"challenge {slug!r} closed already, at {challenge.closed_at:%Y-%m-%d %H:%M} UTC")
+        challenge.closed_at = server_now(session.connection())  # the clock the quota counts by
+        session.flush()
+        if challenge.kit_sha256 is not None:
+            _finish(session, challenge)
     return challenge
 
 

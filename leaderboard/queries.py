@@ -132,7 +132,8 @@ def format_runs(frame: pd.DataFrame) -> str:
 
 def challenges_frame(url: str | None = None) -> pd.DataFrame:
     """Every challenge (oldest first) with its task, metric and submission rule."""
-    columns = ("slug", "title", "task", "dataset", "metric", "quota", "window_days", "created_at")
+    columns = ("slug", "title", "task", "dataset", "metric", "quota", "window_days", "created_at", "open_book",
+               "closed_at")  # open_book: labels rebuildable from public code, said so on the board
     query = select(*[getattr(Challenge, c) for c in columns]).order_by(Challenge.id)
     return _frame(url, query, columns)
 
@@ -214,6 +215,17 @@ def submissions_frame(url: str | None, slug: str, best_only: bool = True, limit:
     frame = frame.sort_values(["primary_score", "created_at", "submission_id"]).reset_index(drop=True)
     frame.attrs["total"] = total
     return frame
+
+
+def board_rank(url: str | None, slug: str, submission_id: int, primary_score: float) -> tuple[int, bool, int]:
+    """(rank, on the board, board size) of a submission on the public board (each team's best): its rank where
+    the board shows it, else the rank its score would take there (1 + the entries that score better)."""
+    board = submissions_frame(url, slug, best_only=True, limit=None)
+    size = int(board.attrs.get("total", len(board)))
+    mine = board.loc[board["submission_id"] == submission_id, "rank"]
+    if len(mine):
+        return int(mine.iloc[0]), True, size
+    return 1 + int((board["primary_score"] < primary_score).sum()), False, size
 
 
 def _ci(scores: Any, key: str) -> tuple[float, float]:
@@ -350,18 +362,22 @@ def architectures_frame(url: str | None = None, datasets: list[str] | None = Non
 def architecture_points(url: str | None = None, datasets: list[str] | None = None,
                         families: list[str] | None = None, suites: list[str] | None = None) -> pd.DataFrame:
     """One bubble per architecture and dataset over the finished classification runs the filters keep
-    that have a top-1 error and a measured cost: mean top-1 accuracy, parameters (M) and GFLOPs, and how
-    many runs; best accuracy first. Averaged by the database (GROUP BY), not over every run in pandas."""
-    columns = ("arch", "family", "dataset", "top1_acc", "params_m", "gflops", "runs")
+    that have a top-1 error and a measured cost: mean top-1 accuracy, top-1 and top-5 error, parameters (M),
+    GFLOPs and training time (s), and how many runs; best accuracy first. Averaged by the database (GROUP
+    BY), not over every run in pandas."""
+    columns = ("arch", "family", "dataset", "top1_acc", "params_m", "gflops", "runs", "top1_err", "top5_err",
+               "wall_s")
     top1_acc = func.avg(1.0 - Run.top1_err).label("top1_acc")
     query = (select(Run.arch, Run.family, Run.dataset, top1_acc,
-                    func.avg(cast(Run.params, Float)) / 1e6, func.avg(Run.flops) / 1e9, func.count())
+                    func.avg(cast(Run.params, Float)) / 1e6, func.avg(Run.flops) / 1e9, func.count(),
+                    func.avg(Run.top1_err), func.avg(Run.top5_err), func.avg(Run.wall_s))
              .where(*_finished(datasets, families, suites), Run.top1_err.is_not(None), Run.params.is_not(None),
                     Run.flops.is_not(None))
              .group_by(Run.arch, Run.family, Run.dataset)
              .order_by(top1_acc.desc(), Run.arch, Run.dataset))
     frame = _frame(url, query, columns)
-    return frame.astype({"top1_acc": float, "params_m": float, "gflops": float, "runs": int})
+    return frame.astype({"top1_acc": float, "params_m": float, "gflops": float, "runs": int, "top1_err": float,
+                         "top5_err": float, "wall_s": float})
 
 
 def histories_frame(url: str | None, job_ids: list[str]) -> pd.DataFrame:
@@ -401,6 +417,14 @@ def campaign_frame(url: str | None = None, suites: list[str] | None = None, stat
     query = select(*[getattr(Run, c) for c in CAMPAIGN_COLUMNS])
     where = _within(Run.suite, suites) + _within(Run.state, states)
     return _paged(url, query, where, (Run.created_at.desc(), Run.job_id), CAMPAIGN_COLUMNS, limit, offset)
+
+
+def campaign_times(url: str | None = None, suites: list[str] | None = None) -> pd.DataFrame:
+    """Every job's state and its queued, started and finished times (four narrow columns): the Campaign
+    page's jobs-over-time and throughput charts."""
+    columns = ("state", "created_at", "started_at", "finished_at")
+    query = select(*[getattr(Run, c) for c in columns]).where(*_within(Run.suite, suites))
+    return _frame(url, query, columns)
 
 
 def run_choices(url: str | None = None) -> pd.DataFrame:

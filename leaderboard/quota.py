@@ -34,9 +34,9 @@ from sqlalchemy.orm import Session, undefer
 
 from db.engine import database_url, make_sessionmaker
 from db.schema import Challenge, Run, Submission, Team
-from leaderboard import scoring, throttle
+from leaderboard import audit, scoring, throttle
 from leaderboard.challenges import get_challenge
-from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded, ValidationError
+from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded, ScoringError, ValidationError
 from leaderboard.submissions import MAX_BYTES, Parsed, validate
 from leaderboard.tokens import authenticate
 
@@ -225,6 +225,20 @@ def _lock_team(session: Session, team_id: int) -> Team:
     return team
 
 
+def _refused(session: Session, team: Team, challenge: Challenge, sha256: str, status: QuotaStatus,
+             apart: bool) -> QuotaExceeded:
+    """The quota's refusal, recorded in the audit trail: in a transaction of its own (`apart`), or in the session's
+    locked one, committed (the refusal's row is all that transaction writes)."""
+    error = _quota_error(challenge, status)
+    detail = {"reason": str(error), "file_sha256": sha256, "used": status.used, "quota": challenge.quota}
+    if apart:
+        audit.record_apart(session.get_bind(), "submission.quota_refused", team.name, detail, challenge.id)
+    else:
+        audit.record(session, "submission.quota_refused", team.name, detail, challenge.id)
+        session.commit()
+    return error
+
+
 def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data: bytes, filename: str,
            label: str = "", run_id: str | None = None, *, description: str | None = "", code_url: str | None = "",
            now: datetime | None = None, throttle_key: str | None = None, max_bytes: int = MAX_BYTES) -> SubmitResult:
@@ -244,6 +258,9 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
     with maker() as session:
         team = _team(session, token_or_team, throttle_key)
         challenge = get_challenge(session, challenge_slug)
+        if challenge.closed_at is not None:
+            raise ChallengeError(f"challenge {challenge_slug!r} is closed since {challenge.closed_at:%Y-%m-%d %H:%M} "
+                                 f"UTC: it takes no more submissions")
         if run_id is not None:
             earlier = _existing_run(session, challenge, run_id)
             if earlier is not None:
@@ -257,11 +274,17 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
         # A cheap early refusal; the check that counts is the locked one below.
         status = quota_status(session, team, challenge, now)
         if status.left == 0:
-            raise _quota_error(challenge, status)
-        parsed = _validated(session, team, challenge, data, filename, max_bytes, throttle_key)
-        # Scored before the lock so that a slow scorer (COCO mAP) does not hold it; under the lock
-        # only the count and the insert run, and a refused file's scores are dropped unseen.
-        scored = scoring.score_submission(session, challenge, parsed)
+            raise _refused(session, team, challenge, sha256, status, apart=True)
+        try:
+            parsed = _validated(session, team, challenge, data, filename, max_bytes, throttle_key)
+            # Scored before the lock so that a slow scorer (COCO mAP) does not hold it; under the lock
+            # only the count and the insert run, and a refused file's scores are dropped unseen.
+            scored = scoring.score_submission(session, challenge, parsed)
+        except (ValidationError, ScoringError) as exc:
+            # Recorded apart, holding no lock of the quota's: the refusal still costs no slot.
+            audit.record_apart(session.get_bind(), "submission.rejected", team.name,
+                               {"reason": str(exc), "file_sha256": sha256, "bytes": len(data)}, challenge.id)
+            raise
 
     with maker() as session:
         team = _lock_team(session, team.id)
@@ -272,7 +295,7 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
         now = _now(session, now)  # read under the lock: the time this row is counted at
         status = quota_status(session, team, challenge, now)
         if status.left == 0:
-            raise _quota_error(challenge, status)
+            raise _refused(session, team, challenge, sha256, status, apart=False)
         row = Submission(team_id=team.id, challenge_id=challenge.id, run_id=run_id, label=entry.name,
                          description=entry.description, code_url=entry.code_url,
                          file_sha256=sha256, file_data=bytes(data),
@@ -281,6 +304,9 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
         session.add(row)
         try:
             session.flush()
+            audit.record(session, "submission.accepted", team.name,
+                         {"file_sha256": sha256, "n_rows": parsed.n_rows, "metric": challenge.metric,
+                          "primary_score": scored.primary_score, "run_id": run_id}, challenge.id, f"submission {row.id}")
             # Counted under the lock, with this row in: what is left after this upload, not after later ones.
             status = quota_status(session, team, challenge, now)
             session.commit()
@@ -295,7 +321,7 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
                             status.next_slot_at)
 
 
-def rescore(url: str | None, submission_id: int) -> scoring.Scored:
+def rescore(url: str | None, submission_id: int, actor: str = "admin") -> scoring.Scored:
     """Validate and score a stored submission again (after a scorer or label fix); updates its row, keeps its time."""
     scoring.forget_held_labels()
     with make_sessionmaker(database_url(url))() as session:
@@ -308,7 +334,11 @@ def rescore(url: str | None, submission_id: int) -> scoring.Scored:
         # The upload's name is not stored: the parser tells COCO JSON from CSV by the first character.
         parsed = check_upload(session, challenge, row.file_data, "stored-upload", max(MAX_BYTES, len(row.file_data)))
         scored = scoring.score_submission(session, challenge, parsed)
+        old = {"primary_score": row.primary_score, "scores": dict(row.scores)}
         row.primary_score, row.scores, row.n_rows = scored.primary_score, scored.scores, parsed.n_rows
+        session.flush()  # written before the trail's row: SQLite's write lock is then held (leaderboard.audit)
+        audit.record(session, "submission.rescored", actor, {"old": old, "new": {
+            "primary_score": scored.primary_score, "scores": scored.scores}}, row.challenge_id, f"submission {row.id}")
         session.commit()
         return scored
 

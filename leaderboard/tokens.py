@@ -15,7 +15,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from db.schema import Team
-from leaderboard import throttle
+from leaderboard import audit, throttle
 from leaderboard.errors import AuthError, ChallengeError
 
 TOKEN_BYTES = 32
@@ -25,7 +25,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_team(session: Session, name: str, official: bool = False) -> str:
+def create_team(session: Session, name: str, official: bool = False, actor: str = "admin") -> str:
     """Create a team; returns its token, which is not stored and cannot be shown again."""
     name = name.strip()
     if not name or len(name) > 128:
@@ -36,16 +36,18 @@ def create_team(session: Session, name: str, official: bool = False) -> str:
     token = "cbt_" + secrets.token_urlsafe(TOKEN_BYTES)
     session.add(Team(name=name, token_hash=hash_token(token), official=official))
     session.flush()
+    audit.record(session, "token.issued", actor, {"team": name, "official": official}, subject=f"team {name}")
     return token
 
 
-def revoke(session: Session, team_name: str) -> Team:
+def revoke(session: Session, team_name: str, actor: str = "admin") -> Team:
     """Revoke a team's token: it authenticates no more. The team's submissions stay."""
     team = session.scalar(select(Team).where(Team.name == team_name))
     if team is None:
         raise ChallengeError(f"no team {team_name!r}")
     team.revoked = True
     session.flush()
+    audit.record(session, "token.revoked", actor, {"team": team_name}, subject=f"team {team_name}")
     return team
 
 
@@ -67,9 +69,15 @@ def authenticate(session: Session, token: str, throttle_key: str | None = None,
     caller is refused with Throttled ("try again in N s") before its token is even looked up. The
     lookup runs on the throttle's own connection, so it sees committed teams only.
     """
-    with throttle.guarded(session.get_bind(), policy, auth_keys(token, throttle_key), failure=AuthError) as conn:
-        # Looked up inside the throttle's locked transaction: concurrent guesses of one key queue there.
-        team_id = _team_id(conn, token)
+    try:
+        with throttle.guarded(session.get_bind(), policy, auth_keys(token, throttle_key), failure=AuthError) as conn:
+            # Looked up inside the throttle's locked transaction: concurrent guesses of one key queue there.
+            team_id = _team_id(conn, token)
+    except AuthError:
+        # Neither the token nor its hash: the client and the throttle's token key (a hash prefix) say enough.
+        audit.record_apart(session.get_bind(), "auth.failure", throttle_key or "unknown client",
+                           {"client": throttle_key, "token_key": auth_keys(token, None)[0]})
+        raise
     team = session.get(Team, team_id)
     if team is None or team.revoked:  # deleted or revoked in the moment between: as any bad token
         raise AuthError()

@@ -49,6 +49,8 @@ def test_admin_commands_end_to_end(db: str, tmp_path: Path, capsys) -> None:
     code, out, _ = run(capsys, "admin", "create-team", "alpha", "--db", db)
     token = out.strip().splitlines()[-1]
     assert code == 0 and "shown only this once" in out and len(token) >= 43
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
     code, out, _ = run(capsys, "admin", "create-team", "baselines", "--official", "--db", db)
     assert code == 0 and "official team" in out
 
@@ -59,20 +61,20 @@ def test_admin_commands_end_to_end(db: str, tmp_path: Path, capsys) -> None:
     file = tmp_path / "preds.csv"
     file.write_text("image_id,pred_1,pred_2,pred_3,pred_4,pred_5\n" + "\n".join(rows) + "\n")
 
-    code, out, _ = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(file),
+    code, out, _ = run(capsys, "admin", "submit", "--token-file", str(token_file), "--challenge", "syn", str(file),
                        "--label", "resnet18", "--db", db)
     assert code == 0 and "top1_err" in out and "95% CI" in out and "submissions left in this window: 0" in out
-    code, out, _ = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(file), "--db", db)
+    code, out, _ = run(capsys, "admin", "submit", "--token-file", str(token_file), "--challenge", "syn", str(file), "--db", db)
     assert code == 0 and out.startswith("already submitted as #1; not charged\n") and "top1_err" in out
     assert "submissions left in this window: 0" in out and "recorded" not in out
     other = tmp_path / "other.csv"
     other.write_text(file.read_text().replace("\n", "\r\n"))  # the same predictions, other bytes: another file
-    code, _, err = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(other), "--db", db)
+    code, _, err = run(capsys, "admin", "submit", "--token-file", str(token_file), "--challenge", "syn", str(other), "--db", db)
     assert code == 1 and "error: quota reached" in err
 
     bad = tmp_path / "bad.csv"
     bad.write_text("image_id,pred_1\ntest_000000,42\n")
-    code, _, err = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(bad), "--db", db)
+    code, _, err = run(capsys, "admin", "submit", "--token-file", str(token_file), "--challenge", "syn", str(bad), "--db", db)
     assert code == 1 and "error:" in err
 
     code, out, _ = run(capsys, "admin", "list-submissions", "--challenge", "syn", "--db", db)
@@ -86,7 +88,7 @@ def test_admin_commands_end_to_end(db: str, tmp_path: Path, capsys) -> None:
 
     code, out, _ = run(capsys, "admin", "revoke-token", "alpha", "--db", db)
     assert code == 0 and "revoked" in out
-    code, _, err = run(capsys, "admin", "submit", "--token", token, "--challenge", "syn", str(file), "--db", db)
+    code, _, err = run(capsys, "admin", "submit", "--token-file", str(token_file), "--challenge", "syn", str(file), "--db", db)
     assert code == 1 and err.strip() == "error: invalid or revoked token"
 
 
@@ -103,8 +105,9 @@ def test_token_from_the_environment_and_db_default(db: str, tmp_path: Path, caps
     assert code == 0 and "top1_err = 0.0000" in out and "submissions left in this window: 1" in out
     monkeypatch.delenv("CONVBENCH_TOKEN")
     code, _, err = run(capsys, "admin", "submit", "--challenge", "syn", str(file))
-    assert code == 2 and "--token" in err
-    code, _, err = run(capsys, "admin", "submit", "--token", "t", "--challenge", "syn", str(tmp_path / "none.csv"))
+    assert code == 2 and "--token-file" in err
+    monkeypatch.setenv("CONVBENCH_TOKEN", "t")
+    code, _, err = run(capsys, "admin", "submit", "--challenge", "syn", str(tmp_path / "none.csv"))
     assert code == 2 and "cannot read" in err
 
 

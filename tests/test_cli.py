@@ -96,7 +96,12 @@ def test_every_command_and_subcommand_has_help_with_a_description_and_an_example
     assert {("challenge", "create"), ("challenge", "list"), ("team", "create"), ("team", "list"),
             ("team", "revoke"), ("db", "upgrade"), ("db", "check"), ("db", "grant"), ("admin", "rescore"),
             ("admin", "create-challenge")} <= set(paths)
-    assert len(paths) == len(COMMANDS) + 2 + 3 + 8 + 3, paths  # challenge, team, admin, db groups
+    from leaderboard.admin import CHALLENGE, SUBCOMMANDS, TEAM
+
+    assert {("challenge", "kit"), ("challenge", "close"), ("admin", "audit", "verify"), ("results", "export")} <= set(paths)
+    # Every command the registries declare was reached: the groups' own commands, plus `results export`,
+    # `admin audit verify|list` and `db upgrade|check|grant`.
+    assert len(paths) == len(COMMANDS) + len(CHALLENGE) + len(TEAM) + len(SUBCOMMANDS) + 1 + 2 + 3, paths
     done = subprocess.run([sys.executable, "-c", HELP_ALL, json.dumps(paths)], cwd=ROOT, env=project_env(),
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -258,7 +263,8 @@ def test_challenge_team_and_submit_are_the_admin_commands(migrated):
     assert "ants" in convbench("admin", "list-teams", "--db", migrated).stdout  # the old names, one group
     predictions = Path(migrated.removeprefix("sqlite:///")).with_name("p.csv")
     predictions.write_text("image_id,pred_1\ntest_000000,0\n")  # too few rows: rejected, one line, no quota
-    rejected = convbench("submit", "--db", migrated, "--challenge", "tiny", "--token", token, str(predictions))
+    rejected = convbench("submit", "--db", migrated, "--challenge", "tiny", str(predictions),
+                         env=project_env(CONVBENCH_TOKEN=token))  # the token from the environment, never argv
     assert rejected.returncode == 1 and rejected.stderr.startswith("error: "), rejected.stdout + rejected.stderr
     revoked = convbench("team", "revoke", "ants", "--db", migrated)
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
@@ -336,6 +342,23 @@ def test_site_starts_streamlit_with_the_flags_and_the_url_in_its_environment(mig
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
         assert f"CONVBENCH_DB={migrated}".encode() in environ
         assert not any(migrated in word for word in words)
+        # With no gate given, a local one was started for the Submit page, and it answers.
+        (gate,) = [w.decode().partition("=")[2] for w in environ if w.startswith(b"CONVBENCH_GATE_URL=")]
+        assert gate.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{gate}/healthz", timeout=5) as response:
+            assert json.loads(response.read()) == {"ok": True}
+        # It lives as long as the site: Streamlit ends, the gate follows.
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{gate}/healthz", timeout=1).close()
+                time.sleep(0.2)
+            except OSError:
+                break
+        else:
+            pytest.fail("the local gate outlived the site")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from db.__main__ import main, pending_diffs
 from db.engine import alembic_config, cached_engine, create_schema, session_scope
-from db.roles import RUNNER_PRIVILEGES, SITE_PRIVILEGES, VERSION_TABLE
+from db.roles import GATE_PRIVILEGES, RUNNER_PRIVILEGES, SITE_PRIVILEGES, VERSION_TABLE
 from db.schema import Base, Challenge, Run, Submission
 
 OPTIONS = {"num_classes": 10, "image_size": 8, "train_per_class": 1, "val_per_class": 1, "test_per_class": 5}
@@ -94,8 +94,11 @@ def test_check_without_a_database_migrates_a_scratch_one(capsys) -> None:
 
 def test_role_declarations_cover_every_table() -> None:
     every = set(Base.metadata.tables) | {VERSION_TABLE}
-    assert set(RUNNER_PRIVILEGES) == every and set(SITE_PRIVILEGES) == every
-    assert RUNNER_PRIVILEGES["held_labels"] == () and "SELECT" in SITE_PRIVILEGES["held_labels"]
+    assert set(RUNNER_PRIVILEGES) == every and set(GATE_PRIVILEGES) == every and set(SITE_PRIVILEGES) == every
+    # Only the gate reads the held labels; the site writes nothing at all.
+    assert RUNNER_PRIVILEGES["held_labels"] == SITE_PRIVILEGES["held_labels"] == ()
+    assert "SELECT" in GATE_PRIVILEGES["held_labels"]
+    assert all(p.startswith("SELECT") for privileges in SITE_PRIVILEGES.values() for p in privileges)
 
 
 def test_grant_on_sqlite_says_roles_do_not_apply(sqlite_url: str, capsys) -> None:
@@ -111,6 +114,8 @@ class Roles:
     site: str
     runner_url: str
     site_url: str
+    gate: str
+    gate_url: str
 
 
 def role_url(url: str, role: str) -> str:
@@ -132,18 +137,19 @@ def drop_roles(pg_server: str, database_url: str, *names: str) -> None:
 @pytest.fixture
 def roles(pg_server: str, pg_url: str, monkeypatch) -> Iterator[Roles]:
     suffix = uuid.uuid4().hex[:10]
-    runner, site = f"cb_runner_{suffix}", f"cb_site_{suffix}"
+    runner, site, gate = f"cb_runner_{suffix}", f"cb_site_{suffix}", f"cb_gate_{suffix}"
     create_schema(pg_url)
     monkeypatch.setenv(PASSWORD_ENV, f"pw-{suffix}")
-    assert main(["grant", "--db", pg_url, "--runner-role", runner, "--site-role", site,
+    assert main(["grant", "--db", pg_url, "--runner-role", runner, "--site-role", site, "--gate-role", gate,
                  "--runner-password-env", PASSWORD_ENV]) == 0
-    found = Roles(pg_url, runner, site, role_url(pg_url, runner), role_url(pg_url, site))
+    found = Roles(pg_url, runner, site, role_url(pg_url, runner), role_url(pg_url, site), gate,
+                  role_url(pg_url, gate))
     try:
         yield found
     finally:
-        for url in (found.runner_url, found.site_url):
+        for url in (found.runner_url, found.site_url, found.gate_url):
             cached_engine(url).dispose()
-        drop_roles(pg_server, pg_url, runner, site)
+        drop_roles(pg_server, pg_url, runner, site, gate)
 
 
 def denied(url: str, statement: str) -> bool:
@@ -208,7 +214,7 @@ def test_runner_role_records_runs_but_cannot_read_held_labels(roles: Roles, tmp_
 
 
 @pytest.mark.postgres
-def test_site_role_scores_submissions_and_the_orchestrators_baselines(roles: Roles, tmp_path: Path) -> None:
+def test_gate_role_scores_submissions_and_the_orchestrators_baselines(roles: Roles, tmp_path: Path) -> None:
     from leaderboard import scoring
     from leaderboard.quota import submit
     from leaderboard.tokens import create_team
@@ -220,12 +226,12 @@ def test_site_role_scores_submissions_and_the_orchestrators_baselines(roles: Rol
         token = create_team(s, "alpha")
     scoring.forget_held_labels()
 
-    # A team's upload through the site: validation and scoring read the held labels, the quota
+    # A team's upload through the gate: validation and scoring read the held labels, the quota
     # transaction locks the team's row (SELECT ... FOR UPDATE) and inserts with the sequence.
-    result = submit(roles.site_url, token, "syn", predictions(labels), "preds.csv", label="mine")
+    result = submit(roles.gate_url, token, "syn", predictions(labels), "preds.csv", label="mine")
     assert result.primary_score == pytest.approx(0.0) and result.quota_left == 1
 
-    # A run recorded as the runner, its baseline submitted with the scorer's (site) role.
+    # A run recorded as the runner, its baseline submitted with the scorer's (gate) role.
     from dataclasses import replace
 
     root = tmp_path / "runs"
@@ -233,10 +239,10 @@ def test_site_role_scores_submissions_and_the_orchestrators_baselines(roles: Rol
     Store(roles.runner_url, tmp_path / "spool", retries=()).record(job, {"top5_err": 0.0})
     job.folder.mkdir(parents=True)  # the driver reads the predictions from the job's own folder, as a worker wrote them
     (job.folder / "predictions.csv").write_bytes(predictions(labels))
-    baseline = submit_baseline(roles.site_url, job, root)
+    baseline = submit_baseline(roles.gate_url, job, root)
     assert baseline is not None and baseline.team == BASELINE_TEAM and baseline.quota_left is None
 
-    with session_scope(roles.site_url) as s:
+    with session_scope(roles.gate_url) as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Submission)) == 2
         assert s.execute(sa.text("SELECT count(*) FROM held_labels")).scalar() == len(labels)
         assert list(scoring.public_image_ids(s, s.scalars(sa.select(Challenge)).one())) == sorted(labels)
@@ -244,7 +250,32 @@ def test_site_role_scores_submissions_and_the_orchestrators_baselines(roles: Rol
                       "INSERT INTO held_labels (challenge_id, image_id) VALUES (1, 'x')",
                       "DELETE FROM submissions", "UPDATE submissions SET primary_score = 0",
                       "UPDATE teams SET revoked = false", "UPDATE challenges SET quota = 100"):
+        assert denied(roles.gate_url, statement), statement
+
+
+@pytest.mark.postgres
+def test_site_role_reads_the_boards_but_no_label_token_hash_or_file(roles: Roles) -> None:
+    from leaderboard.queries import challenges_frame, leaderboard, team_submissions
+    from leaderboard.quota import submit
+    from leaderboard.tokens import create_team
+
+    labels = labelled_challenge(roles.owner_url)
+    with session_scope(roles.owner_url) as s:
+        token = create_team(s, "alpha")
+    submit(roles.gate_url, token, "syn", predictions(labels), "preds.csv", label="mine")
+    # What the pages read, as the site role.
+    assert list(challenges_frame(roles.site_url)["slug"]) == ["syn"]
+    board = leaderboard(roles.site_url, "syn")
+    assert list(board["entry"]) == ["mine"] and list(board["team"]) == ["alpha"]
+    assert list(team_submissions(roles.site_url, "alpha")["label"]) == ["mine"]
+    # Invariant 1 and the tokens: refused, not merely empty.
+    for statement in ("SELECT * FROM held_labels", "SELECT count(*) FROM held_labels",
+                      "SELECT token_hash FROM teams", "SELECT * FROM teams", "SELECT file_data FROM submissions",
+                      "SELECT * FROM throttles", "INSERT INTO teams (name, token_hash) VALUES ('x', 'y')",
+                      ("INSERT INTO submissions (team_id, challenge_id, label, file_sha256, n_rows, primary_score, "
+                       "scores) VALUES (1, 1, 'x', 'y', 1, 0, '{}')"), "UPDATE runs SET state = 'failed'"):
         assert denied(roles.site_url, statement), statement
+    assert not denied(roles.site_url, "SELECT id, name, official, revoked FROM teams")
 
 
 @pytest.mark.postgres
@@ -253,9 +284,11 @@ def test_grant_again_resets_privileges_and_keeps_passwords_hashed(roles: Roles) 
     with owner.begin() as conn:
         conn.exec_driver_sql(f'GRANT SELECT ON held_labels TO "{roles.runner}"')
     assert not denied(roles.runner_url, "SELECT * FROM held_labels")
-    assert main(["grant", "--db", roles.owner_url, "--runner-role", roles.runner, "--site-role", roles.site]) == 0
+    assert main(["grant", "--db", roles.owner_url, "--runner-role", roles.runner, "--site-role", roles.site,
+                 "--gate-role", roles.gate]) == 0
     assert denied(roles.runner_url, "SELECT * FROM held_labels")
-    assert not denied(roles.site_url, "SELECT * FROM held_labels")
+    assert not denied(roles.gate_url, "SELECT * FROM held_labels")
+    assert denied(roles.site_url, "SELECT * FROM held_labels")
     with owner.connect() as conn:
         stored = dict(conn.execute(sa.text("SELECT rolname, rolpassword FROM pg_authid WHERE rolname IN (:r, :s)"),
                                    {"r": roles.runner, "s": roles.site}).all())

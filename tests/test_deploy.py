@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-OUR_IMAGE = ("migrate", "ray-head", "ray-worker", "leaderboard")
+OUR_IMAGE = ("migrate", "ray-head", "ray-worker", "gate", "leaderboard")
 RAY_NODES = ("ray-head", "ray-worker")
 RUNS, DATASETS = "/data/runs", "/data/datasets"
 
@@ -164,12 +164,14 @@ def test_the_schema_rejects_what_compose_rejects(validator: Draft202012Validator
 
 def test_services_start_in_order_one_after_the_other_is_ready() -> None:
     s = services()
-    assert set(s) == {"postgres", "migrate", "ray-head", "ray-worker", "leaderboard"}
+    assert set(s) == {"postgres", "migrate", "ray-head", "ray-worker", "gate", "leaderboard"}
     assert s["postgres"]["image"].startswith("postgres:")
     assert "pg_isready" in " ".join(s["postgres"]["healthcheck"]["test"])
     assert s["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("ray-head", "leaderboard"):
+    for name in ("ray-head", "gate", "leaderboard"):
         assert s[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert s["leaderboard"]["depends_on"]["gate"]["condition"] == "service_healthy"  # its Submit page posts there
+    assert "/healthz" in " ".join(s["gate"]["healthcheck"]["test"])
     assert s["ray-worker"]["depends_on"]["ray-head"]["condition"] == "service_healthy"
     assert "healthcheck" in s["ray-head"]
     assert s["migrate"]["restart"] == "no"  # one-shot
@@ -206,7 +208,7 @@ def test_every_command_runs_an_installed_entry_point() -> None:
                 help_text(str(BIN / "python"), "-m", argv[2])
             else:
                 assert program in scripts and (BIN / program).is_file(), f"{program}: no such entry point"
-    assert seen == {"ray", "streamlit", "python -m db"}
+    assert seen == {"ray", "streamlit", "python -m db", "convbench"}
 
 
 def test_ray_and_streamlit_accept_every_flag_given() -> None:
@@ -270,11 +272,15 @@ def test_ports_agree_with_the_commands_and_the_libraries() -> None:
     assert flag(head, "--dashboard-host") == "0.0.0.0" and flag(site, "--server.address") == "0.0.0.0"
     assert f"127.0.0.1:{dashboard}/" in " ".join(s["ray-head"]["healthcheck"]["test"])
     assert f"127.0.0.1:{site_port}/" in " ".join(s["leaderboard"]["healthcheck"]["test"])
-    for name in ("migrate", "ray-head", "leaderboard"):
+    for name in ("migrate", "ray-head", "gate", "leaderboard"):
         url = make_url(s[name]["environment"]["CONVBENCH_DB"])
         assert (url.host, url.port or 5432) == ("postgres", 5432)
     exposed = {int(p) for p in re.search(r"^EXPOSE (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)[1].split()}
-    assert exposed == {gcs, dashboard, site_port}
+    (gate,) = argvs(s["gate"])
+    gate_port = int(flag(gate, "--port"))
+    assert container_ports(s["gate"]) == {gate_port} and flag(gate, "--host") == "0.0.0.0"
+    assert f"127.0.0.1:{gate_port}/healthz" in " ".join(s["gate"]["healthcheck"]["test"])
+    assert exposed == {gcs, dashboard, site_port, gate_port}
 
 
 # --- environment variables ----------------------------------------------------------------------
@@ -289,12 +295,13 @@ def _ray_reads(name: str) -> bool:
 def test_environment_names_are_the_ones_the_code_reads() -> None:
     from db.engine import URL_ENV
     from leaderboard.admin import TOKEN_ENV
+    from leaderboard.gate_client import GATE_URL_ENV, SITE_KEY_ENV
 
     s = services()
     for name in OUR_IMAGE:
         passed_by_name = {arg for argv in argvs(s[name]) for prev, arg in pairwise(argv) if prev.endswith("-env")}
         for key in s[name].get("environment", {}):
-            ours = key in (URL_ENV, TOKEN_ENV) or key in passed_by_name
+            ours = key in (URL_ENV, TOKEN_ENV, GATE_URL_ENV, SITE_KEY_ENV) or key in passed_by_name
             assert ours or (key.startswith("RAY_") and _ray_reads(key)), f"{name}: nothing reads ${key}"
     assert set(s["postgres"]["environment"]) == {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}
 
@@ -305,14 +312,20 @@ def test_each_service_connects_as_its_role() -> None:
     s = services()
     grant = argvs(s["migrate"])[1]
     pg = s["postgres"]["environment"]
-    owner, runner, site = (make_url(s[n]["environment"][URL_ENV]) for n in ("migrate", "ray-head", "leaderboard"))
+    owner, runner, site, gate = (make_url(s[n]["environment"][URL_ENV])
+                                 for n in ("migrate", "ray-head", "leaderboard", "gate"))
     assert (owner.username, owner.password, owner.database) == (
         pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"])
     assert runner.username == flag(grant, "--runner-role") and site.username == flag(grant, "--site-role")
     assert runner.password == s["migrate"]["environment"][flag(grant, "--runner-password-env")]
     assert site.password == s["migrate"]["environment"][flag(grant, "--site-password-env")]
-    assert runner.database == site.database == owner.database
-    assert len({owner.username, runner.username, site.username}) == 3
+    assert gate.username == flag(grant, "--gate-role")
+    assert gate.password == s["migrate"]["environment"][flag(grant, "--gate-password-env")]
+    assert runner.database == site.database == gate.database == owner.database
+    assert len({owner.username, runner.username, site.username, gate.username}) == 4
+    # The site reaches the gate by its service name and port.
+    (gate_argv,) = argvs(s["gate"])
+    assert s["leaderboard"]["environment"]["CONVBENCH_GATE_URL"] == f"http://gate:{flag(gate_argv, '--port')}"
     # Workers never touch the database (the driver records results): they get no credentials.
     assert URL_ENV not in s["ray-worker"].get("environment", {})
     for name in RAY_NODES:
@@ -348,13 +361,13 @@ def test_no_secret_is_written_in_compose_yaml() -> None:
 
 # --- volumes and paths ------------------------------------------------------------------------
 
-def test_ray_nodes_and_the_site_share_the_storage_folder() -> None:
+def test_ray_nodes_share_the_storage_folder_and_the_site_reads_none_of_it() -> None:
     s = services()
     for name in RAY_NODES:
         mounts = dict(reversed(v.split(":")[:2]) for v in s[name]["volumes"])
         assert mounts[RUNS] == "runs" and mounts[DATASETS] == "datasets", name
-    # The site shows a run's log from the path the run recorded, read-only.
-    assert "runs:/data/runs:ro" in s["leaderboard"]["volumes"]
+    # The site opens no file of a run: a run's log is data in the database (invariant on logs).
+    assert "volumes" not in s["leaderboard"]
     assert {"runs", "datasets", "pgdata"} <= set(resolved()["volumes"])
     assert any(v.startswith("pgdata:/var/lib/postgresql") for v in s["postgres"]["volumes"])
     dockerfile = (ROOT / "Dockerfile").read_text()

@@ -184,8 +184,9 @@ MAY_IMPORT = {
     "workers": set(),
     "leaderboard": {"db", "workers"},
     "orchestrator": {"db", "workers", "leaderboard"},
-    "bench": {"db", "workers", "leaderboard", "orchestrator"},
-    "convbench": {"db", "workers", "leaderboard", "orchestrator", "bench"},
+    "gate": {"db", "workers", "leaderboard"},
+    "bench": {"db", "workers", "leaderboard", "orchestrator", "gate"},
+    "convbench": {"db", "workers", "leaderboard", "orchestrator", "bench", "gate"},
 }
 
 
@@ -211,3 +212,9 @@ def test_the_challenge_server_imports_no_deep_learning_stack():
     # The scorer, the validator, the quota and the throttles run in the submission gate: numpy and Arrow only.
     loaded = modules_after("import leaderboard.quota, leaderboard.submissions, leaderboard.scoring, leaderboard.throttle")
     assert not HEAVY & loaded
+
+
+def test_the_submission_gate_imports_no_deep_learning_stack():
+    # The gate is its own process beside the orchestrator; it holds the label-reading role and needs no torch.
+    assert not HEAVY & modules_after("import gate.app, gate.__main__")
+    assert "torch" not in modules_after("import leaderboard.gate_client")

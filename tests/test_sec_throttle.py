@@ -370,11 +370,12 @@ def test_an_explicit_now_is_still_honoured_for_backfills(url: str) -> None:
     assert throttle._aware(stamp) == past
 
 
-def test_the_site_role_may_use_the_throttles_table() -> None:
-    """db/roles.py grants the site role what the throttle does (SELECT, INSERT, UPDATE, DELETE)."""
-    from db.roles import SITE_PRIVILEGES
+def test_the_gate_role_may_use_the_throttles_table() -> None:
+    """db/roles.py grants the gate's role what the throttle does (SELECT, INSERT, UPDATE, DELETE); the site's none."""
+    from db.roles import GATE_PRIVILEGES, SITE_PRIVILEGES
 
-    assert set(SITE_PRIVILEGES["throttles"]) >= {"SELECT", "INSERT", "UPDATE", "DELETE"}
+    assert set(GATE_PRIVILEGES["throttles"]) >= {"SELECT", "INSERT", "UPDATE", "DELETE"}
+    assert SITE_PRIVILEGES["throttles"] == ()
 
 
 def test_clear_lifts_a_lock_out(url: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,12 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from gate_server import serving
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Dataframe, Table
 
 from db.engine import create_schema, session_scope
 from db.schema import Challenge, HeldLabel, Run, Submission, Team
 from leaderboard.challenges import create_challenge
+from leaderboard.gate_client import GATE_URL_ENV
 from leaderboard.queries import (
     architectures_frame,
     campaign_frame,
@@ -180,12 +183,20 @@ def url(site, monkeypatch) -> str:
 
 
 @pytest.fixture
-def fresh_url(tmp_path, monkeypatch) -> tuple[str, dict[str, str]]:
-    """A database of its own, for tests that submit (they change the board and use quota)."""
+def fresh_url(tmp_path, monkeypatch) -> Iterator[tuple[str, dict[str, str]]]:
+    """A database of its own, for tests that submit (they change the board and use quota), and the submission gate
+    serving it (uvicorn on a free local port), which the Submit page posts to."""
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     tokens = populate(url, tmp_path)
     monkeypatch.setenv("CONVBENCH_DB", url)
-    return url, tokens
+    with serving(url) as gate:
+        monkeypatch.setenv(GATE_URL_ENV, gate)
+        yield url, tokens
+
+
+def percent_value(text: str) -> float:
+    """A table's percentage text ("12.50%") as the fraction it shows."""
+    return float(text.rstrip("%")) / 100
 
 
 def open_page(page: str | None = None, **query: str) -> AppTest:
@@ -226,18 +237,20 @@ def test_leaderboard_ranks_best_entry_per_team_with_cis(url: str) -> None:
     assert list(table["rank"]) == [1, 2, 3, 4, 5]
     assert list(table["baseline"]) == [True, False, True, True, False]
     assert list(table["team"]) == [BASELINE_TEAM, "alpha", BASELINE_TEAM, BASELINE_TEAM, "beta"]
-    errors = list(table["top-5 err"])
+    errors = [percent_value(e) for e in table["top-5 err"]]  # shown as text, in the site's one format
     assert errors == sorted(errors) and all(0 <= e <= 1 for e in errors)
+    assert all(re.fullmatch(r"\d+\.\d\d%", e) for e in table["top-5 err"])
     with session_scope(url) as session:
         best = session.scalars(sa.select(Submission.primary_score).join(Team)
                                .where(Team.name == "alpha", Submission.challenge_id == 1)).all()
-    assert table["top-5 err"][1] == pytest.approx(min(best))  # alpha's better upload, not its first
-    assert table["params (M)"][0] == pytest.approx(11.181642) and table["GFLOPs"][0] == pytest.approx(1.82)
-    assert pd.isna(table["params (M)"][1])  # a team's upload has no run behind it
+    assert table["top-5 err"][1] == f"{100 * min(best):.2f}%"  # alpha's better upload, not its first
+    assert table["params (M)"][0] == "11.18" and table["GFLOPs"][0] == "1.82"
+    assert table["params (M)"][1] == ""  # a team's upload has no run behind it: a blank cell, not "None"
     assert list(table["vs leader"]) == ["leader", "not significantly different", "significantly behind",
                                        "significantly behind", "significantly behind"]
     assert table["run"][0] == "run?job=job-resnet18" and pd.isna(table["run"][1])
-    assert all(re.fullmatch(r"\d+\.\d–\d+\.\d%", ci) for ci in table["top-5 err 95% CI"])
+    assert all(re.fullmatch(r"\d+\.\d\d–\d+\.\d\d%", ci) for ci in table["top-5 err 95% CI"])
+    assert "mAP@0.5" not in table  # no metric column that is empty on every row
     assert [b.label for b in app.get("download_button")] == ["Export CSV", "Export JSON"]
 
 
@@ -261,8 +274,8 @@ def test_every_submission_toggle_and_detection_board(url: str) -> None:
     assert not app.exception
     table = app.dataframe[0].value
     assert list(table["entry"]) == ["rcnn_alexnet", "my detector"]
-    assert list(table["mAP@0.5"]) == pytest.approx([0.6, 0.45])
-    assert list(table["mAP@[.5:.95]"]) == pytest.approx([0.3, 0.225])
+    assert list(table["mAP@0.5"]) == ["60.00%", "45.00%"]
+    assert list(table["mAP@[.5:.95]"]) == ["30.00%", "22.50%"]
     assert "mAP@0.5 95% CI" not in table  # the detection scorer gives no interval; nothing is made up
     assert list(table["vs leader"]) == ["leader", ""]
 
@@ -332,29 +345,29 @@ def test_architectures_lists_finished_runs_filters_and_charts(url: str) -> None:
     assert list(table["architecture"]) == ["resnet18", "vgg11", "alexnet", "rcnn_alexnet", "rcnn_vgg16"]
     assert set(table["job"]).isdisjoint({"job-queued", "job-running", "job-failed"})
     charts = app.get("vega_lite_chart")
-    assert len(charts) == 3  # accuracy vs GFLOPs, vs parameters, learning curves
+    assert len(charts) == 4  # error vs GFLOPs, vs training time, learning curves of two series
     specs = [json.loads(c.proto.spec) for c in charts]
-    assert "gflops" in json.dumps(specs[0]) and "params_m" in json.dumps(specs[1])
+    assert "gflops" in json.dumps(specs[0]) and "wall_s" in json.dumps(specs[1])
     families = app.multiselect[1]
     assert families.label == "Family"
     families.set_value(["resnet"]).run()
     assert list(app.dataframe[0].value["architecture"]) == ["resnet18"]
     runs = app.multiselect[3]
     assert runs.label == "Runs" and runs.value == ["job-resnet18"]
-    assert app.selectbox[0].label == "Series" and app.selectbox[0].value == "val_top1_err"
+    assert app.multiselect[4].label == "Series" and app.multiselect[4].value == ["val_top1_err", "val_top5_err"]
 
 
 def test_detection_page_per_class_and_proposals(url: str) -> None:
     app = open_page("detection")
     overall = app.dataframe[0].value
-    assert list(overall["mAP@0.5"]) == pytest.approx([0.62, 0.48])
+    assert list(overall["mAP@0.5"]) == ["62.00%", "48.00%"]
     per_class = app.dataframe[1].value
     assert list(per_class["class"]) == ["circle", "square", "triangle"]
-    assert per_class.iloc[:, 1].tolist() == pytest.approx([0.8, 0.55, 0.51])
+    assert per_class.iloc[:, 1].tolist() == ["80.00%", "55.00%", "51.00%"]  # in %, as the chart beside it
     recall = app.dataframe[2].value
-    assert list(recall["method"]) == ["selective_search", "sliding_window"]
-    assert list(recall["recall@0.5"]) == pytest.approx([0.93, 0.64])
-    assert list(recall["map50"]) == pytest.approx([0.62, 0.37])
+    assert list(recall["method"]) == ["selective search", "sliding window"]
+    assert list(recall["recall@0.5"]) == ["93.00%", "64.00%"]
+    assert list(recall["mAP@0.5 with these"]) == ["62.00%", "37.00%"]
 
 
 # --- Submit ---------------------------------------------------------------------------------------
@@ -369,6 +382,19 @@ def fill_form(app: AppTest, token: str, data: bytes | None = None, label: str = 
 
 def submit_button(app: AppTest, name: str):
     return next(b for b in app.button if b.label == name)
+
+
+def rank_of(url: str, submission_id: int) -> int:
+    board = leaderboard(url, "syn", best_only=True, limit=None)
+    return int(board.loc[board["submission_id"] == submission_id, "rank"].iloc[0])
+
+
+def send(app: AppTest) -> AppTest:
+    """The form's Submit, then the confirmation's send: what a person clicks to upload."""
+    submit_button(app, "Submit").click().run()
+    assert not app.error, [e.value for e in app.error]
+    submit_button(app, "Confirm and send").click().run()
+    return app
 
 
 def test_submit_with_a_wrong_token_shows_the_error(fresh_url) -> None:
@@ -387,11 +413,16 @@ def test_submit_scores_at_once_and_shows_quota_and_history(fresh_url) -> None:
     url, tokens = fresh_url
     app = open_page("submit")
     fill_form(app, tokens["delta"], b"image_id,pred_1\ntest_000000,3\n")
-    submit_button(app, "Submit").click().run()
+    send(app)
     assert len(app.error) == 1 and "missing" in app.error[0].value  # validation, inline; nothing counted
     data = predictions(held_labels(url), 0.6, 0.9, seed=7)
     fill_form(app, tokens["delta"], data, label="resnet-ish")
     submit_button(app, "Submit").click().run()
+    # The confirmation says what the upload spends before anything is sent.
+    assert any("**2** left now, **1** after it" in m.value for m in app.markdown)
+    with session_scope(url) as session:
+        assert session.scalar(sa.select(sa.func.count(Submission.id)).join(Team).where(Team.name == "delta")) == 0
+    submit_button(app, "Confirm and send").click().run()
     assert not app.exception and not app.error
     with session_scope(url) as session:
         row = session.scalar(sa.select(Submission).join(Team).where(Team.name == "delta"))
@@ -400,9 +431,15 @@ def test_submit_scores_at_once_and_shows_quota_and_history(fresh_url) -> None:
                                            f"{100 * row.primary_score:.2f}% (95% CI ")
     assert {m.label: m.value for m in app.metric}["submissions left"] == "1"
     assert "1 of 2 submissions left in the rolling 7-day window." in app.info[0].value
+    assert {m.label: m.value for m in app.metric}["rank on the board"] == f"{rank_of(url, row.id)} of 6"  # 5 entries before
     history = app.dataframe[0].value
     assert list(history["submission_id"]) == [row.id] and list(history["label"]) == ["resnet-ish"]
     assert history["score"][0] == pytest.approx(row.primary_score)
+    # The form is cleared: no file to send twice, no entry name left over; the confirmation is gone.
+    assert app.file_uploader[0].value is None and app.text_input(key="label").value == ""
+    assert not [b for b in app.button if b.label == "Confirm and send"]
+    submit_button(app, "Submit").click().run()
+    assert [e.value for e in app.error] == ["Choose a prediction file to upload."]
 
 
 def test_submit_history_after_sign_in_and_quota_exhausted(fresh_url) -> None:
@@ -417,11 +454,13 @@ def test_submit_history_after_sign_in_and_quota_exhausted(fresh_url) -> None:
     labels = held_labels(url)
     for seed in (1, 2):
         fill_form(app, tokens["alpha"], predictions(labels, 0.5, 0.8, seed=seed))
-        submit_button(app, "Submit").click().run()
+        send(app)
     assert not app.error
     assert "The next slot frees at" in app.info[0].value
     fill_form(app, tokens["alpha"], predictions(labels, 0.5, 0.8, seed=3))
     submit_button(app, "Submit").click().run()
+    assert "You have no submission left (all 2 used)" in app.warning[0].value  # said before it is sent
+    submit_button(app, "Confirm and send").click().run()
     assert app.error[0].value.startswith("quota reached: 2 of 2 submissions to 'syn' in the last 7 days")
 
 
@@ -437,9 +476,15 @@ def test_run_detail_shows_provenance_from_the_query_param(url: str) -> None:
     assert json.loads(app.json[0].value)["torch"] == "2.14.1"
     assert json.loads(app.json[1].value)["recipe"]["lr"] == 0.1  # the job spec
     assert "finished vgg11 cleanly" in app.code[0].value
-    assert dict(zip(app.table[1].value["field"], app.table[1].value["value"]))["top5_err"] == "0.18"
+    result = dict(zip(app.table[1].value["field"], app.table[1].value["value"]))
+    assert result["top-5 err"] == "18.00%" and result["parameters"] == "128.81 M" and result["training time"] == "42 s"
+    assert "mAP@0.5" not in result  # a classification run has none: no empty row
+    assert fields["attempts"] == "1" and fields["created"] == "2025-02-27 09:00 UTC"
     assert list(app.dataframe[0].value["challenge"]) == ["syn"]  # the way back to the board
-    assert list(app.dataframe[1].value["epoch"]) == [1, 2, 3]
+    history = app.dataframe[1].value
+    assert list(history["epoch"]) == ["1", "2", "3"] and "validation top-5 err" in history  # named, not `val_top5_err`
+    assert list(history["validation top-5 err"]) == ["18.00%"] * 3 and history["learning rate"][0] == "0.10"
+    assert len(app.get("vega_lite_chart")) == 3  # one chart per series: each on an axis of its own
     assert app.query_params["job"] == "job-vgg11"
 
 
@@ -458,7 +503,8 @@ def test_campaign_counts_states_and_shows_failures(url: str) -> None:
     assert app.toggle[0].label == "Auto-refresh" and app.toggle[0].value is False
     assert "below inception_v3's minimum size 75" in app.code[0].value
     app.multiselect[1].set_value(["failed"]).run()
-    assert list(app.dataframe[1].value["job_id"]) == ["job-failed"]
+    assert list(app.dataframe[1].value["job"]) == ["run?job=job-failed"]  # a link to its Run detail
+    assert len(app.get("vega_lite_chart")) == 2  # jobs by state over time, throughput
     app.toggle[0].set_value(True).run()
     assert not app.exception
 
@@ -494,12 +540,12 @@ def test_no_page_or_export_shows_a_held_label(fresh_url) -> None:
         seen.append(texts(open_page("run", job=job)))
     app = open_page("submit")
     fill_form(app, tokens["delta"], predictions(labels, 0.9, 1.0, seed=5))
-    submit_button(app, "Submit").click().run()
+    send(app)
     assert app.success
     seen.append(texts(app))
     wrong = (labels["test_000000"] + 1) % OPTIONS["num_classes"]  # the uploader's own guess, quoted back, is no leak
     fill_form(app, tokens["delta"], f"image_id,pred_1\ntest_000000,{wrong}\ntest_000000,{wrong}\n".encode())
-    submit_button(app, "Submit").click().run()
+    send(app)
     assert "test_000000" in app.error[0].value
     seen.append(texts(app))
     text = "\n".join(seen)

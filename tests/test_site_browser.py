@@ -11,16 +11,19 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from conftest import free_port
+from gate_server import serving
 from playwright.sync_api import Page, sync_playwright
 from test_site import EXPECTED_BOARD, held_labels, populate, predictions
 
 from db.engine import session_scope
 from db.schema import Submission, Team
+from leaderboard.gate_client import GATE_URL_ENV
 
 pytestmark = pytest.mark.browser
 
@@ -46,12 +49,19 @@ def wait_healthy(base: str, server: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture
 def site(tmp_path) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """A populated database and the site serving it on a free local port; yields (base URL, db URL, tokens)."""
+    with ExitStack() as stack:
+        yield from _site(tmp_path, stack)
+
+
+def _site(tmp_path, stack: ExitStack) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """A populated database, the submission gate and the site serving it on free local ports; yields (base URL,
+    db URL, tokens)."""
     url = f"sqlite:///{tmp_path / 'browser.db'}"
     tokens = populate(url, tmp_path)
+    gate = stack.enter_context(serving(url))
     port = free_port()
     log = tmp_path / "streamlit.log"
-    env = {**os.environ, "CONVBENCH_DB": url, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env = {**os.environ, "CONVBENCH_DB": url, GATE_URL_ENV: gate, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     command = [str(Path(sys.executable).with_name("streamlit")), "run", "leaderboard/app.py", "--server.headless",
                "true", "--server.port", str(port), "--server.address", "127.0.0.1"]
     with open(log, "wb") as out:
@@ -105,6 +115,9 @@ def test_read_the_board_then_submit_in_chromium(site, tmp_path) -> None:
             page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
             page.get_by_text("preds.csv").wait_for()  # the upload finished before the form is sent
             page.get_by_role("button", name="Submit", exact=True).click()
+            page.get_by_text("Confirm the upload").wait_for()  # what it spends, before anything is sent
+            page.get_by_text("left now").wait_for()
+            page.get_by_role("button", name="Confirm and send").click()
             message = page.get_by_text(re.compile(r"^Scored submission #\d+ of team delta"))
             message.wait_for(timeout=60_000)
             shown = message.inner_text()

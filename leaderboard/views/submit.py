@@ -1,14 +1,26 @@
-"""Submit: a team uploads test predictions; the server scores them at once, within the team's quota."""
+"""Submit: a team uploads test predictions through the submission gate (gate/), which scores them at once.
+
+The site holds a read-only database role that cannot read held labels, tokens or uploaded files: signing in
+(/v1/me), the quota (/v1/challenges/SLUG/quota) and the upload itself go to the gate over HTTP, at
+$CONVBENCH_GATE_URL (`convbench site` starts a local gate when none is given). The page reads the team's own
+history from the database, as every page reads the boards.
+
+An upload is sent in two steps: the form, then a confirmation that shows what it will spend (the quota left
+before and after); the form is cleared after a success, so a second click cannot send the file twice.
+"""
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import os
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import select
 
-from db.engine import database_url, session_scope
-from db.schema import Challenge, Team
+from db.engine import database_url
+from leaderboard import gate_client
 from leaderboard.errors import AuthError, LeaderboardError
 from leaderboard.queries import (
     board_columns,
@@ -20,16 +32,15 @@ from leaderboard.quota import (
     MAX_CODE_URL,
     MAX_DESCRIPTION,
     MAX_NAME,
-    SubmitResult,
     link_or_none,
-    quota_status,
-    submit,
 )
 from leaderboard.site_data import spreadsheet_frame
 from leaderboard.submissions import MAX_BYTES
-from leaderboard.tokens import authenticate, hash_token
+from leaderboard.tokens import hash_token
 from workers.metric_registry import METRICS, listed_metrics
 from workers.prediction_format import DETECTION_CSV_HEADER, MAX_GUESSES
+
+ENTRY_FIELDS = ("predictions", "label", "description", "code_url")  # what a successful upload clears
 
 FORMATS = f"""
 **Classification**: CSV with the header `image_id,pred_1,...,pred_k` (1 ≤ k ≤ {MAX_GUESSES} guesses, best first), one
@@ -54,11 +65,34 @@ def throttle_key() -> str:
     return address if isinstance(address, str) and address else "local"
 
 
-def sign_in(url: str, token: str) -> str | None:
-    """The team holding `token` (remembered for this session), or None after showing why not."""
+def client() -> str | None:
+    """The visitor's address for the gate's throttles (sent as X-Forwarded-For, which the gate believes only from
+    a proxy it trusts, such as this site); None when the session has no address."""
     try:
-        with session_scope(url) as session:
-            name = authenticate(session, token, throttle_key()).name
+        return str(ipaddress.ip_address(throttle_key()))
+    except ValueError:
+        return None
+
+
+def gate_url() -> str | None:
+    """The gate's base URL, from $CONVBENCH_GATE_URL; None after saying how to set it."""
+    url = os.environ.get(gate_client.GATE_URL_ENV, "").strip()
+    if not url:
+        st.error(f"Submissions are closed on this site: no submission gate is configured "
+                 f"(${gate_client.GATE_URL_ENV}; `convbench site` starts one).")
+    return url or None
+
+
+def show_errors(exc: LeaderboardError) -> None:
+    """Every problem the gate reported, one alert each (the validator reports the first of a file's problems)."""
+    for line in getattr(exc, "errors", None) or [str(exc)]:
+        st.error(line)
+
+
+def sign_in(gate: str, token: str) -> str | None:
+    """The team holding `token`, asked of the gate (remembered for this session), or None after showing why not."""
+    try:
+        name = gate_client.me(gate, token, client())["team"]
     except LeaderboardError as exc:  # a wrong token, or too many of them (Throttled)
         st.session_state.pop("team", None)
         st.error(str(exc))
@@ -106,49 +140,112 @@ def quota_text(left: int | None, next_slot: datetime | None, quota: int, window_
     return text + (f" The next slot frees at {when(next_slot)}." if left == 0 and next_slot else "")
 
 
-def show_result(result: SubmitResult, challenge: pd.Series) -> None:
-    metric = result.scores.get("metric", challenge["metric"])
+def show_result(result: dict[str, Any], challenge: pd.Series) -> None:
+    scores = result["scores"]
+    metric = scores.get("metric", challenge["metric"])
     name = METRICS[metric].long_name if metric in METRICS else metric
-    if result.existing:
-        st.info(f"This file was already submitted as #{result.submission_id}; not charged. Its result:")
-    st.success(f"Scored submission #{result.submission_id} of team {result.team} to {result.challenge}: "
-               f"{name} {score_text(result.scores, metric)}")
+    if result.get("existing"):
+        st.info(f"This file was already submitted as #{result['submission_id']}; not charged. Its result:")
+    st.success(f"Scored submission #{result['submission_id']} of team {result['team']} to {result['challenge']}: "
+               f"{name} {score_text(scores, metric)}")
     shown = board_columns(challenge["task"])
-    columns = st.columns(len(shown) + 1)
+    columns = st.columns(len(shown) + 2)
     for column, key in zip(columns, shown):
-        if isinstance(result.scores.get(key), (int, float)):
-            column.metric(METRICS[key].long_name, metric_text(METRICS[key], result.scores[key]))
-    columns[-1].metric("submissions left", "unlimited" if result.quota_left is None else result.quota_left)
-    st.info(quota_text(result.quota_left, result.next_slot_at, int(challenge["quota"]), challenge["window_days"]))
+        if isinstance(scores.get(key), (int, float)):
+            column.metric(METRICS[key].long_name, metric_text(METRICS[key], scores[key]))
+    rank = result.get("rank")
+    columns[-2].metric("rank on the board", f"{rank} of {max(result.get('board_size') or 0, rank)}" if rank else "–",
+                       help=None if result.get("on_board", True) else "where this score would rank: the board shows "
+                                                                     "your team's better entry")
+    columns[-1].metric("submissions left", "unlimited" if result["quota_left"] is None else result["quota_left"])
+    st.info(quota_text(result["quota_left"], result.get("next_slot_at"), int(challenge["quota"]),
+                       challenge["window_days"]))
 
 
-def upload(url: str, token: str, challenge: pd.Series, file, label: str, description: str = "",
-           code_url: str = "") -> None:
+def prepare(gate: str, token: str, challenge: pd.Series, file, label: str, description: str = "",
+            code_url: str = "") -> None:
+    """The form's Submit: sign in and read the quota at the gate, and hold the upload for confirmation."""
+    st.session_state.pop("pending", None)
     if file is None:
         st.error("Choose a prediction file to upload.")
         return
+    if sign_in(gate, token) is None:
+        return
     try:
-        result = submit(url, token, challenge["slug"], file.getvalue(), file.name, label=label.strip(),
-                        description=description, code_url=code_url, throttle_key=throttle_key())
+        status = gate_client.quota(gate, token, challenge["slug"], client())
+    except LeaderboardError as exc:
+        if isinstance(exc, AuthError):
+            st.session_state.pop("team", None)
+        st.error(str(exc))
+        return
+    data = file.getvalue()
+    st.session_state["pending"] = {
+        "slug": challenge["slug"], "filename": file.name, "data": data, "sha256": hashlib.sha256(data).hexdigest(),
+        "label": label.strip(), "description": description, "code_url": code_url, "token_hash": hash_token(token),
+        "left": status["left"], "used": status["used"], "quota": status["quota"],
+        "next_slot_at": status.get("next_slot_at"),
+    }
+
+
+def confirm(gate: str, token: str, challenge: pd.Series) -> None:
+    """The confirmation step: what the upload will spend, then Send or Cancel."""
+    pending = st.session_state.get("pending")
+    if not pending or pending["slug"] != challenge["slug"] or pending["token_hash"] != hash_token(token):
+        st.session_state.pop("pending", None)  # the token or the challenge changed since: start again
+        return
+    with st.container(border=True):
+        st.subheader("Confirm the upload")
+        size = len(pending["data"])
+        entry = f" as **{pending['label']}**" if pending["label"] else ""
+        st.markdown(f"`{pending['filename']}` ({size:,} bytes, SHA-256 `{pending['sha256'][:12]}…`) to "
+                    f"**{pending['slug']}**{entry}.")
+        left = pending["left"]
+        if left is None:
+            st.markdown("Official team: not bound by the quota.")
+        elif left > 0:
+            st.markdown(f"This upload uses **1** of your submissions: **{left}** left now, **{left - 1}** after it "
+                        f"(of {pending['quota']} in the rolling {challenge['window_days']:g}-day window). A file "
+                        "that fails validation, or that your team already submitted here, costs nothing.")
+        else:
+            st.warning(f"You have no submission left (all {pending['quota']} used); the gate will refuse this file "
+                       f"unless your team already submitted it here. The next slot frees at "
+                       f"{when(pending['next_slot_at'])}.")
+        send, cancel = st.columns(2)
+        if cancel.button("Cancel", key="cancel_upload"):
+            st.session_state.pop("pending", None)
+            st.rerun()
+        if send.button("Confirm and send", type="primary", key="confirm_upload"):
+            upload(gate, token, pending)
+
+
+def upload(gate: str, token: str, pending: dict[str, Any]) -> None:
+    st.session_state.pop("pending", None)  # sent once, whatever the answer: a second click sends nothing
+    try:
+        result = gate_client.submit(gate, token, pending["slug"], pending["data"], pending["filename"],
+                                    name=pending["label"], description=pending["description"] or "",
+                                    code_url=pending["code_url"] or "", client=client())
     except LeaderboardError as exc:
         if isinstance(exc, AuthError):
             st.session_state.pop("team", None)
         st.session_state.pop("last_result", None)
-        st.error(str(exc))
+        show_errors(exc)
         return
-    remember(result.team, token)
+    remember(result["team"], token)
     st.session_state["last_result"] = result
+    st.session_state["clear_entry"] = True  # the form's fields go on the next run, before they are drawn
+    st.rerun()
 
 
-def show_team(url: str, team: str, challenge: pd.Series) -> None:
+def show_team(gate: str, url: str, team: str, token: str, challenge: pd.Series) -> None:
     st.subheader(f"Team {team}")
-    with session_scope(url) as session:
-        row = session.scalar(select(Team).where(Team.name == team))
-        current = session.scalar(select(Challenge).where(Challenge.slug == challenge["slug"]))
-        status = quota_status(session, row, current) if row is not None and current is not None else None
+    try:
+        status = gate_client.quota(gate, token, challenge["slug"], client())
+    except LeaderboardError as exc:
+        st.error(str(exc))
+        status = None
     if status is not None:
-        st.write(f"**{challenge['slug']}**: {status.used} used. "
-                 + quota_text(status.left, status.next_slot_at, int(challenge["quota"]), challenge["window_days"]))
+        st.write(f"**{challenge['slug']}**: {status['used']} used. "
+                 + quota_text(status["left"], status["next_slot_at"], int(challenge["quota"]), challenge["window_days"]))
     history = team_submissions(url, team)
     if history.empty:
         st.caption("No submissions yet.")
@@ -166,6 +263,15 @@ def show_team(url: str, team: str, challenge: pd.Series) -> None:
     })
 
 
+def clear_entry() -> None:
+    """After a success: the file and the entry's fields start empty (the token stays, to show the history)."""
+    if st.session_state.pop("clear_entry", False):
+        for key in ENTRY_FIELDS[1:]:
+            st.session_state.pop(key, None)
+        # A file uploader keeps its file in the browser: only a new widget (a new key) starts empty.
+        st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+
+
 def main() -> None:
     url = database_url()
     st.title("Submit predictions")
@@ -173,14 +279,19 @@ def main() -> None:
     if challenges.empty:
         st.info("No challenge is open for submissions yet.")
         return
+    gate = gate_url()
+    if gate is None:
+        return
     with st.expander("File formats"):
         st.markdown(FORMATS)
+    clear_entry()
     titles = dict(zip(challenges["slug"], challenges["title"]))
     with st.form("submission"):
         token = st.text_input("Team token", type="password", key="token")
         slug = st.selectbox("Challenge", list(titles), key="challenge",
                             format_func=lambda s: f"{titles[s]} ({s})" if titles[s] != s else s)
-        file = st.file_uploader("Prediction file", type=["csv", "json"], key="predictions",
+        file = st.file_uploader("Prediction file", type=["csv", "json"],
+                                key=f"{ENTRY_FIELDS[0]}_{st.session_state.get('upload_round', 0)}",
                                 max_upload_size=MAX_BYTES // 2**20)
         label = st.text_input("Entry name (optional, e.g. the model)", max_chars=MAX_NAME, key="label")
         description = st.text_area("Description (optional)", max_chars=MAX_DESCRIPTION, key="description")
@@ -191,15 +302,17 @@ def main() -> None:
     challenge = challenges.set_index("slug").loc[slug].copy()
     challenge["slug"] = slug
     if send:
-        upload(url, token, challenge, file, label, description, code_url)
+        st.session_state.pop("last_result", None)
+        prepare(gate, token, challenge, file, label, description, code_url)
     elif history:
-        sign_in(url, token)
+        sign_in(gate, token)
+    confirm(gate, token, challenge)
     result = st.session_state.get("last_result")
     team = signed_in_team(token)
-    if result is not None and result.challenge == slug and result.team == team:
+    if result is not None and result["challenge"] == slug and result["team"] == team:
         show_result(result, challenge)
     if team is not None:
-        show_team(url, team, challenge)
+        show_team(gate, url, team, token, challenge)
 
 
 main()

@@ -25,11 +25,16 @@ class DatasetEntry:
     task: str = "classification"
     # The train split's image count without loading it (the plan's cost estimate); None: not known cheaply.
     train_size: Callable[[Any], int | None] | None = None
+    # Whether anyone can rebuild the test labels, so that a challenge on it is "open-book" (said so on the board and
+    # in its kit): generated or shipped with the code, or a test split carved out of files the runners and teams
+    # read (train/<wnid>/..., annotation files). Only a challenge from a private labels file holds its labels.
+    open_book: bool = True
 
 
-def _entry(module: Any, config: type[DatasetConfig], task: str = "classification") -> DatasetEntry:
+def _entry(module: Any, config: type[DatasetConfig], task: str = "classification",
+           open_book: bool = True) -> DatasetEntry:
     return DatasetEntry(config, module.load, module.test_labels, module.class_names, task,
-                        getattr(module, "train_size", None))
+                        getattr(module, "train_size", None), open_book)
 
 
 DATASETS: dict[str, DatasetEntry] = {
