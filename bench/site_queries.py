@@ -49,6 +49,7 @@ PAGE_QUERIES: dict[str, tuple[str, Call]] = {
     "run: run_submissions": ("run_submissions", lambda f, x: f(x.url, x.run_id)),
     "campaign: campaign_counts": ("campaign_counts", lambda f, x: f(x.url)),
     "campaign: campaign_frame (first page)": ("campaign_frame", lambda f, x: f(x.url)),
+    "campaign: campaign_times": ("campaign_times", lambda f, x: f(x.url)),
     "campaign: campaign_frame (failed jobs, first page)": ("campaign_frame", lambda f, x: f(x.url, states=["failed"])),
     "submit: team_submissions": ("team_submissions", lambda f, x: f(x.url, x.team)),
 }

@@ -9,13 +9,21 @@ import streamlit as st
 # files in the sidebar before this script's navigation has run.
 VIEWS = Path(__file__).resolve().parent / "views"
 
+# (script, title, icon, default): the order of the navigation. A script not (yet) in the tree is left out
+# rather than breaking every page.
+PAGES = (
+    ("board.py", "Leaderboard", ":material/leaderboard:", True),
+    ("about.py", "About", ":material/info:", False),
+    ("architectures.py", "Architectures", ":material/scatter_plot:", False),
+    ("detection.py", "Detection", ":material/center_focus_strong:", False),
+    ("data.py", "Data", ":material/download:", False),
+    ("submit.py", "Submit", ":material/upload_file:", False),
+    ("run.py", "Run detail", ":material/description:", False),
+    ("campaign.py", "Campaign", ":material/timeline:", False),
+)
+
 st.set_page_config(page_title="convbench", page_icon=":trophy:", layout="wide")
-navigation = st.navigation([
-    st.Page(str(VIEWS / "board.py"), title="Leaderboard", icon=":material/leaderboard:", default=True),
-    st.Page(str(VIEWS / "architectures.py"), title="Architectures", icon=":material/scatter_plot:"),
-    st.Page(str(VIEWS / "detection.py"), title="Detection", icon=":material/center_focus_strong:"),
-    st.Page(str(VIEWS / "submit.py"), title="Submit", icon=":material/upload_file:"),
-    st.Page(str(VIEWS / "run.py"), title="Run detail", icon=":material/description:"),
-    st.Page(str(VIEWS / "campaign.py"), title="Campaign", icon=":material/monitoring:"),
-])
+# At the top, not in a sidebar: the tables get the window's whole width (on a phone the bar folds into a menu).
+navigation = st.navigation([st.Page(str(VIEWS / script), title=title, icon=icon, default=default)
+                            for script, title, icon, default in PAGES if (VIEWS / script).is_file()], position="top")
 navigation.run()

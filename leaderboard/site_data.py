@@ -256,3 +256,47 @@ def suite_states(counts: pd.DataFrame) -> pd.DataFrame:
     table = table[[*STATES, *others]].astype(int)
     table["total"] = table.sum(axis=1)
     return table.reset_index().rename_axis(columns=None)
+
+
+TIMELINE_POINTS = 120  # samples of the jobs-over-time chart: smooth enough, and a small chart spec
+
+
+def state_timeline(times: pd.DataFrame, points: int = TIMELINE_POINTS) -> pd.DataFrame:
+    """How many jobs were in each state at evenly spaced moments from the first job queued to the last event
+    (columns: time, state, jobs). A job is queued from created_at, running from started_at, and done or
+    failed from finished_at (a failed job without one: from started_at, else created_at)."""
+    if times.empty or times["created_at"].isna().all():
+        return pd.DataFrame(columns=["time", "state", "jobs"])
+    created, started, finished = times["created_at"], times["started_at"], times["finished_at"]
+    failed = times["state"] == "failed"
+    ended = finished.where(~failed | finished.notna(), started.fillna(created))
+    ended = ended.where(times["state"].isin(["done", "failed"]))
+    start = created.min()
+    end = pd.concat([created, started, ended]).max()
+    grid = pd.date_range(start, end if end > start else start + pd.Timedelta(minutes=1), periods=points)
+    rows = []
+    for moment in grid:
+        queued = (created <= moment) & ~(started <= moment) & ~(ended <= moment)
+        running = (started <= moment) & ~(ended <= moment)
+        done = (ended <= moment) & ~failed
+        gone = (ended <= moment) & failed
+        rows += [(moment, "queued", int(queued.sum())), (moment, "running", int(running.sum())),
+                 (moment, "done", int(done.sum())), (moment, "failed", int(gone.sum()))]
+    return pd.DataFrame(rows, columns=["time", "state", "jobs"])
+
+
+def throughput(times: pd.DataFrame, buckets: int = 24) -> pd.DataFrame:
+    """Jobs finished per hour in equal time buckets over the campaign (columns: start, end, state, jobs,
+    per_hour): done and failed apart."""
+    ended = times.dropna(subset=["finished_at"])
+    ended = ended[ended["state"].isin(["done", "failed"])]
+    if ended.empty:
+        return pd.DataFrame(columns=["start", "end", "state", "jobs", "per_hour"])
+    first, last = ended["finished_at"].min(), ended["finished_at"].max()
+    span = max(last - first, pd.Timedelta(minutes=buckets))
+    edges = pd.date_range(first, first + span, periods=buckets + 1)
+    hours = (edges[1] - edges[0]) / pd.Timedelta(hours=1)
+    index = pd.cut(ended["finished_at"], edges, include_lowest=True, labels=False)
+    counts = ended.assign(bucket=index).groupby(["bucket", "state"]).size()
+    rows = [(edges[b], edges[b + 1], state, int(n), n / hours) for (b, state), n in counts.items()]
+    return pd.DataFrame(rows, columns=["start", "end", "state", "jobs", "per_hour"])

@@ -147,6 +147,11 @@ def number_input(app: AppTest):
     return picker
 
 
+def links(jobs) -> list[str]:
+    """Job ids as the tables show them: each a link to its Run detail."""
+    return [f"run?job={job}" for job in jobs]
+
+
 def test_pages_show_a_page_at_a_time_with_a_picker(tmp_path, monkeypatch) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     from db.engine import create_schema
@@ -168,21 +173,21 @@ def test_pages_show_a_page_at_a_time_with_a_picker(tmp_path, monkeypatch) -> Non
     assert not app.exception
     assert {m.label: int(m.value) for m in app.metric}["done"] == len(done)
     newest = runs.sort_values(["created_at", "job_id"], ascending=[False, True], kind="stable")["job_id"].tolist()
-    assert app.dataframe[1].value["job_id"].tolist() == newest[:BOARD_PAGE]
+    assert app.dataframe[1].value["job"].tolist() == links(newest[:BOARD_PAGE])
     failed = runs[runs["state"] == "failed"]
     assert len(app.expander) == len(set(newest[:BOARD_PAGE]) & set(failed["job_id"])) > 0  # this page's failures
     assert any(h.value == "Failed jobs on this page" for h in app.subheader)
     last = -(-RUNS // BOARD_PAGE)
     number_input(app).set_value(last).run()
-    assert app.dataframe[1].value["job_id"].tolist() == newest[(last - 1) * BOARD_PAGE:]
+    assert app.dataframe[1].value["job"].tolist() == links(newest[(last - 1) * BOARD_PAGE:])
     app.multiselect[1].set_value(["failed"]).run()  # another filter: back to page 1, here the only one
-    assert sorted(app.dataframe[1].value["job_id"]) == sorted(failed["job_id"])
+    assert sorted(app.dataframe[1].value["job"]) == sorted(links(failed["job_id"]))
     assert not [n for n in app.number_input if n.label.startswith("Page, of")]
     assert len(app.expander) == len(failed) and any(h.value == "Failed jobs" for h in app.subheader)
 
     app.switch_page("views/architectures.py").run()
     assert not app.exception
-    assert app.dataframe[0].value["job"].tolist() == ranked(done)[:BOARD_PAGE]
+    assert app.dataframe[0].value["job"].tolist() == links(ranked(done)[:BOARD_PAGE])
     assert number_input(app).label.startswith(f"Page, of {-(-len(done) // BOARD_PAGE)}")
-    assert len(app.get("vega_lite_chart")) == 3
+    assert len(app.get("vega_lite_chart")) == 4  # error vs GFLOPs, vs training time, two learning-curve series
     assert app.multiselect[3].label == "Runs" and app.multiselect[3].value == ranked(done)[:3]

@@ -9,6 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
+from leaderboard import formatting as fmt
+from leaderboard.cache import read
 from leaderboard.paging import fetch_page, page_key, page_picker
 from leaderboard.queries import (
     RUN_METRICS,
@@ -25,10 +27,18 @@ from leaderboard.site_data import (
 from workers.metric_registry import METRICS
 
 TABLE_COLUMNS = {
-    "arch": "architecture", "family": "family", "dataset": "dataset", "suite": "suite", "seed": "seed",
-    **{name: METRICS[name].display for name in RUN_METRICS}, "params": "params (M)",
-    "flops": "GFLOPs", "input_size": "input", "train_ips": "train img/s", "eval_ips": "eval img/s",
-    "wall_s": "wall s", "hardware": "hardware", "finished_at": "finished", "job_id": "job",
+    "arch": "architecture", **{name: METRICS[name].display for name in RUN_METRICS}, "family": "family",
+    "dataset": "dataset", "suite": "suite", "seed": "seed", "params": "params (M)", "flops": "GFLOPs",
+    "input_size": "input (px)", "train_ips": "train img/s", "eval_ips": "eval img/s", "wall_s": "training time",
+    "hardware": "hardware", "finished_at": "finished", "job_id": "job",
+}
+FORMATS = {**{name: (lambda v, m=METRICS[name]: fmt.metric_value(m, v)) for name in RUN_METRICS},
+           "params": fmt.millions, "flops": fmt.giga, "input_size": fmt.count, "train_ips": fmt.rate,
+           "eval_ips": fmt.rate, "wall_s": fmt.duration, "hardware": fmt.singular_text, "seed": str}
+ERROR = "top5_err"  # the charts' y: ILSVRC's ranking metric, as on the Leaderboard
+COSTS = {  # the charts' x: column -> axis title
+    "gflops": "GFLOPs per image (log scale)",
+    "wall_s": "training time, s (log scale)",
 }
 
 
@@ -51,42 +61,68 @@ def filters(facets: pd.DataFrame) -> dict[str, list[str] | None]:
 
 
 def show_table(view: pd.DataFrame) -> None:
-    table = view.assign(params=view["params"] / 1e6, flops=view["flops"] / 1e9)[list(TABLE_COLUMNS)]
-    st.dataframe(table.rename(columns=TABLE_COLUMNS), hide_index=True, column_config={
-        **{TABLE_COLUMNS[name]: st.column_config.NumberColumn(format="percent" if METRICS[name].percent else None)
-           for name in RUN_METRICS},
-        "params (M)": st.column_config.NumberColumn(format="%.2f"),
-        "GFLOPs": st.column_config.NumberColumn(format="%.3f"),
-        "train img/s": st.column_config.NumberColumn(format="%.0f"),
-        "eval img/s": st.column_config.NumberColumn(format="%.0f"),
-        "wall s": st.column_config.NumberColumn(format="%.1f"),
+    table = fmt.drop_empty(fmt.text_frame(view[list(TABLE_COLUMNS)], FORMATS), keep=("arch",))
+    shown = table.assign(job_id=[f"run?job={j}" for j in view["job_id"]]).rename(columns=TABLE_COLUMNS)
+    st.dataframe(shown, hide_index=True, placeholder="", height=fmt.table_height(len(shown)), column_config={
+        "architecture": st.column_config.TextColumn(pinned=True),
+        METRICS[ERROR].display: st.column_config.TextColumn(pinned=True, alignment="right"),
+        "job": st.column_config.LinkColumn("run", display_text=r"run\?job=(.{8}).*"),
     })
 
 
-def bubble_chart(points: pd.DataFrame, x: str, x_title: str, size: str, size_title: str) -> alt.Chart:
-    """Top-1 accuracy against a cost on a log axis (costs span orders of magnitude), one bubble per architecture."""
+def pareto(points: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """Whether each point is on the front: no other point is at most as costly and strictly better, or
+    cheaper and at least as good. Only these are labelled, so the labels do not pile up."""
+    xs, ys = points[x].to_numpy(), points[y].to_numpy()
+    return pd.Series([not (((xs <= xi) & (ys < yi)) | ((xs < xi) & (ys <= yi))).any() for xi, yi in zip(xs, ys)],
+                     index=points.index)
+
+
+def cost_chart(points: pd.DataFrame, x: str) -> alt.Chart:
+    """Top-5 error against a cost on a log axis (costs span orders of magnitude), one bubble per architecture;
+    both axes fitted to the data, the best trade-offs (the Pareto front) named, every bubble in the tooltip."""
+    title = COSTS[x]
+    data = points.dropna(subset=[x, ERROR])
+    data = data[data[x] > 0].assign(front=lambda d: pareto(d, x, ERROR))
     tooltip = [alt.Tooltip("arch", title="architecture"), "family", "dataset",
-               alt.Tooltip("top1_acc", title="top-1 acc", format=".1%"),
+               alt.Tooltip(ERROR, title=METRICS[ERROR].display, format=".2%"),
+               alt.Tooltip("top1_err", title=METRICS["top1_err"].display, format=".2%"),
                alt.Tooltip("params_m", title="params (M)", format=".2f"),
-               alt.Tooltip("gflops", title="GFLOPs", format=".3f"), "runs"]
-    base = alt.Chart(points).encode(
-        x=alt.X(x, title=x_title, scale=alt.Scale(type="log")),
-        y=alt.Y("top1_acc", title="top-1 accuracy", axis=alt.Axis(format="%")),
+               alt.Tooltip("gflops", title="GFLOPs", format=".2f"),
+               alt.Tooltip("wall_s", title="training time (s)", format=",.0f"), alt.Tooltip("runs", title="runs")]
+    base = alt.Chart(data).encode(
+        x=alt.X(f"{x}:Q", title=title, scale=alt.Scale(type="log", zero=False, nice=False, padding=24),
+                axis=alt.Axis(format="~g", labelOverlap=True)),
+        y=alt.Y(f"{ERROR}:Q", title=f"{METRICS[ERROR].display} (validation)",
+                scale=alt.Scale(zero=False, nice=True, padding=16), axis=alt.Axis(format=".0%")),
     )
-    bubbles = base.mark_circle(opacity=0.7).encode(
-        size=alt.Size(size, title=size_title, scale=alt.Scale(range=[60, 1500])), color=alt.Color("family"),
+    bubbles = base.mark_circle(opacity=0.75, stroke="white", strokeWidth=0.5).encode(
+        size=alt.Size("params_m:Q", title="params (M)", scale=alt.Scale(range=[40, 900]),
+                      legend=alt.Legend(orient="bottom", direction="vertical", format="~s", tickCount=3)),
+        color=alt.Color("family:N", legend=alt.Legend(orient="bottom", columns=2, labelLimit=140)),
         tooltip=tooltip)
-    names = base.mark_text(align="left", dx=8, fontSize=11).encode(text="arch")
-    return bubbles + names
+    front = base.mark_line(strokeDash=[4, 3], color="grey", opacity=0.6).encode(order=f"{x}:Q").transform_filter(
+        alt.datum.front)
+    names = base.mark_text(align="left", dx=9, dy=-7, fontSize=11).encode(text="arch:N").transform_filter(
+        alt.datum.front)
+    return (front + bubbles + names).properties(height=360)
 
 
 def show_cost_charts(points: pd.DataFrame) -> None:
-    if points.empty:
+    if points.empty or points[ERROR].isna().all():
         st.info("No classification runs with a measured cost in this selection.")
         return
+    datasets = sorted(points["dataset"].unique())
+    dataset = st.selectbox("Dataset of the charts", datasets) if len(datasets) > 1 else datasets[0]
+    shown = points[points["dataset"] == dataset]
+    st.caption(f"On `{dataset}`: the mean over every run of the selection, not only this page. Named: the "
+               "architectures no other beats at a lower or equal cost (the dashed Pareto front); hover for the rest.")
     left, right = st.columns(2)
-    left.altair_chart(bubble_chart(points, "gflops", "GFLOPs per image", "params_m", "params (M)"), width="stretch")
-    right.altair_chart(bubble_chart(points, "params_m", "parameters (M)", "gflops", "GFLOPs"), width="stretch")
+    left.altair_chart(cost_chart(shown, "gflops"), width="stretch")
+    if shown["wall_s"].notna().any():
+        right.altair_chart(cost_chart(shown, "wall_s"), width="stretch")
+    else:
+        right.info("These runs recorded no training time.")
 
 
 def show_learning_curves(url: str, view: pd.DataFrame) -> None:
@@ -95,34 +131,47 @@ def show_learning_curves(url: str, view: pd.DataFrame) -> None:
     labels = {job: run_label(a, d, s, job) for job, a, d, s in
               zip(view["job_id"], view["arch"], view["dataset"], view["seed"])}
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:3], format_func=labels.get)
-    curves = with_run_labels(histories_frame(url, chosen))
+    curves = with_run_labels(read(histories_frame, url, chosen))
     metrics = curve_metrics(curves)
     if curves.empty or not metrics or "epoch" not in curves:
         st.info("Pick runs that logged per-epoch history.")
         return
-    metric = st.selectbox("Series", metrics)
-    chart = alt.Chart(curves.dropna(subset=[metric])).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", title="epoch"), y=alt.Y(f"{metric}:Q", title=metric),
-        color=alt.Color("run:N", title="run"), tooltip=["run", "epoch", alt.Tooltip(metric, format=".4g")])
-    st.altair_chart(chart, width="stretch")
+    chosen_series = st.multiselect("Series", metrics, default=metrics[:2], format_func=fmt.metric_name)
+    # One chart per series: an error, a loss and a learning rate each on an axis of its own unit.
+    for column, series in zip(st.columns(max(1, len(chosen_series))), chosen_series):
+        column.altair_chart(curve_chart(curves, series), width="stretch")
+
+
+def curve_chart(curves: pd.DataFrame, series: str) -> alt.Chart:
+    metric = fmt.series_metric(series)
+    percent = metric is not None and metric.percent
+    return alt.Chart(curves.dropna(subset=[series])).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
+        y=alt.Y(f"{series}:Q", title=fmt.metric_name(series), scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=".0%" if percent else "~g")),
+        color=alt.Color("run:N", title="run", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
+        tooltip=["run", alt.Tooltip("epoch:Q", format="d"),
+                 alt.Tooltip(f"{series}:Q", title=fmt.metric_name(series), format=".2%" if percent else ".4g")],
+    ).properties(height=320)  # with its legend, a row per run, below
 
 
 def main() -> None:
     url = database_url()
     st.title("Architectures")
-    st.caption("The finished benchmark runs, scored on their validation split; best top-5 error first.")
-    facets = architecture_facets(url)
+    st.caption("The finished benchmark runs, scored on their own validation split during training; best top-5 error "
+               "first. The Leaderboard scores the held-out test split instead, which no run saw, so its figures "
+               "differ from these by sampling and by any tuning done on validation.")
+    facets = read(architecture_facets, url)
     if facets.empty:
         st.info("No finished runs yet. Start one with `python -m orchestrator run --suite suites/smoke.toml`.")
         return
     chosen = filters(facets)
     key = page_key("architectures", *chosen.values())
-    view, page = fetch_page(key, lambda offset: architectures_frame(url, **chosen, offset=offset))
+    view, page = fetch_page(key, lambda offset: read(architectures_frame, url, **chosen, offset=offset))
     show_table(view)
     page_picker(key, page, view)
-    st.subheader("Accuracy against cost")
-    st.caption("One bubble per architecture and dataset: the mean over every run of the selection, not only this page.")
-    show_cost_charts(architecture_points(url, **chosen))
+    st.subheader("Error against cost")
+    show_cost_charts(read(architecture_points, url, **chosen))
     show_learning_curves(url, view)
 
 

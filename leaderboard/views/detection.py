@@ -6,6 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
+from leaderboard import formatting as fmt
+from leaderboard.cache import read
 from leaderboard.queries import detection_frame
 from leaderboard.site_data import (
     per_class_ap,
@@ -20,16 +22,17 @@ SHOWN = [METRICS[name] for name in column_metrics("detection")]  # the runs colu
 def show_overall(runs: pd.DataFrame) -> None:
     table = pd.DataFrame({
         "run": [run_label(a, d, s, j) for a, d, s, j in zip(runs["arch"], runs["dataset"], runs["seed"], runs["job_id"])],
-        "detector": [m.get("detector", "") if isinstance(m, dict) else "" for m in runs["metrics"]],
-        **{m.display: runs[m.name] for m in SHOWN}, "suite": runs["suite"],
-        "params (M)": runs["params"] / 1e6, "GFLOPs": runs["flops"] / 1e9, "job": runs["job_id"],
+        **{m.display: [fmt.metric_value(m, v) for v in runs[m.name]] for m in SHOWN},
+        "detector": [str(m.get("detector", "")) if isinstance(m, dict) else "" for m in runs["metrics"]],
+        "suite": runs["suite"], "params (M)": runs["params"].map(fmt.millions), "GFLOPs": runs["flops"].map(fmt.giga),
+        "job": [f"run?job={j}" for j in runs["job_id"]],
     })
-    st.dataframe(table, hide_index=True, column_config={
-        **{m.display: st.column_config.NumberColumn(format="percent" if m.percent else None)
-           for m in SHOWN},
-        "params (M)": st.column_config.NumberColumn(format="%.2f"),
-        "GFLOPs": st.column_config.NumberColumn(format="%.2f"),
-    })
+    st.dataframe(fmt.drop_empty(table, keep=("run",)), hide_index=True, placeholder="", height=fmt.table_height(len(table)),
+                 column_config={
+                     "run": st.column_config.TextColumn(pinned=True),
+                     SHOWN[0].display: st.column_config.TextColumn(pinned=True, alignment="right"),
+                     "job": st.column_config.LinkColumn("run detail", display_text="run detail"),
+                 })
 
 
 def show_per_class(runs: pd.DataFrame) -> None:
@@ -38,12 +41,20 @@ def show_per_class(runs: pd.DataFrame) -> None:
     if ap.empty:
         st.info("These runs recorded no per-class AP.")
         return
-    st.dataframe(ap.pivot_table(index="class", columns="run", values="ap50", aggfunc="first").reset_index(),
-                 hide_index=True)
-    chart = alt.Chart(ap.dropna(subset=["ap50"])).mark_bar().encode(
-        x=alt.X("class:N", title="class"), xOffset="run:N", y=alt.Y("ap50:Q", title="AP@0.5", axis=alt.Axis(format="%")),
-        color=alt.Color("run:N"), tooltip=["run", "class", alt.Tooltip("ap50", format=".3f"),
-                                           alt.Tooltip("ap_coco", format=".3f")])
+    # The table in percent, as the chart beside it.
+    table = ap.pivot_table(index="class", columns="run", values="ap50", aggfunc="first")
+    shown = table.map(fmt.percent).reset_index().rename_axis(columns=None)
+    st.dataframe(shown, hide_index=True, placeholder="", height=fmt.table_height(len(shown)),
+                 column_config={"class": st.column_config.TextColumn(pinned=True)})
+    # Horizontal bars: class names read left to right however many classes and runs there are.
+    data = ap.dropna(subset=["ap50"]).assign(shown=lambda d: d["ap50"].map(fmt.percent))
+    chart = alt.Chart(data).mark_bar().encode(
+        y=alt.Y("class:N", title=None, axis=alt.Axis(labelAngle=0, labelLimit=200)), yOffset="run:N",
+        x=alt.X("ap50:Q", title="AP@0.5", axis=alt.Axis(format=".0%"), scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
+        tooltip=["run", "class", alt.Tooltip("shown:N", title="AP@0.5"),
+                 alt.Tooltip("ap_coco:Q", title="AP@[.5:.95]", format=".2%")],
+    ).properties(height=28 * len(data) + 110)  # the legend below counts in the height
     st.altair_chart(chart, width="stretch")
 
 
@@ -53,27 +64,30 @@ def show_proposals(runs: pd.DataFrame) -> None:
     if recall.empty:
         st.info("These runs recorded no proposal statistics.")
         return
-    st.dataframe(recall.drop(columns=["job_id"]), hide_index=True, column_config={
-        "recall@0.5": st.column_config.NumberColumn(format="percent"),
-        "recall@0.7": st.column_config.NumberColumn(format="percent"),
-        "per_image": st.column_config.NumberColumn("boxes / image", format="%.0f"),
-        "seconds_per_image": st.column_config.NumberColumn("s / image", format="%.3f"),
-        "map50": st.column_config.NumberColumn(f"{METRICS['map50'].display} with these", format="percent"),
+    shown = pd.DataFrame({
+        "run": recall["run"], "method": recall["method"].str.replace("_", " "),
+        "recall@0.5": recall["recall@0.5"].map(fmt.percent), "recall@0.7": recall["recall@0.7"].map(fmt.percent),
+        "boxes / image": recall["per_image"].map(fmt.count),
+        "ms / image": recall["seconds_per_image"].map(lambda v: fmt.count(1000 * v) if not fmt.missing(v) else ""),
+        f"{METRICS['map50'].display} with these": recall["map50"].map(fmt.percent),
     })
+    st.dataframe(fmt.drop_empty(shown), hide_index=True, placeholder="", height=fmt.table_height(len(shown)))
     long = recall.melt(id_vars=["run", "method"], value_vars=["recall@0.5", "recall@0.7"], var_name="IoU",
                        value_name="recall").dropna(subset=["recall"])
     if not long.empty:
         chart = alt.Chart(long).mark_bar().encode(
-            x=alt.X("method:N", title="proposal method"), xOffset="IoU:N",
-            y=alt.Y("recall:Q", axis=alt.Axis(format="%")), color="IoU:N", column=alt.Column("run:N", title=None),
-            tooltip=["run", "method", "IoU", alt.Tooltip("recall", format=".3f")])
-        st.altair_chart(chart)
+            y=alt.Y("method:N", title=None, axis=alt.Axis(labelAngle=0)), yOffset="IoU:N",
+            x=alt.X("recall:Q", axis=alt.Axis(format=".0%"), scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("IoU:N", title="recall at IoU", legend=alt.Legend(orient="bottom")),
+            row=alt.Row("run:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=400)),
+            tooltip=["run", "method", "IoU", alt.Tooltip("recall", format=".2%")])
+        st.altair_chart(chart, width="stretch")
 
 
 def main() -> None:
     st.title("Detection")
     st.caption("R-CNN runs on their validation split: VOC mAP@0.5 and COCO mAP@[.5:.95], best first.")
-    runs = detection_frame(database_url())
+    runs = read(detection_frame, database_url())
     if runs.empty:
         st.info("No finished detection runs yet. Run a detection suite, e.g. `suites/voc.toml`.")
         return

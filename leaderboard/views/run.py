@@ -1,15 +1,19 @@
 """Run detail: everything that produced a result (ARCHITECTURE.md invariant 4). Link here with `?job=<job_id>`."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
+from leaderboard import formatting as fmt
+from leaderboard.cache import read
 from leaderboard.queries import run_choices, run_record, run_submissions
 from leaderboard.site_data import CURVES, run_label, spreadsheet_frame
-from workers.metric_registry import column_metrics
+from workers.metric_registry import METRICS, column_metrics
 
 LOG_SHOWN_CHARS = 200_000  # the driver caps what it stores; this caps a row written some other way
 LABEL_KINDS = {"devkit": "devkit", "loc_csv": "Kaggle LOC csv", "val_folders": "val class folders"}
@@ -37,33 +41,71 @@ def label_source_text(source: Any) -> str | None:
 
 
 def provenance_table(run: dict[str, Any]) -> pd.DataFrame:
+    attempts = run["attempts"] if run["attempts"] else None  # 0 on a row the driver wrote without counting tries
     rows = [("job id", run["job_id"]), ("suite", run["suite"]), ("task", run["task"]), ("state", run["state"]),
-            ("seed", run["seed"]), ("git commit", run["git_commit"]), ("hardware", run["hardware"]),
+            ("seed", run["seed"]), ("git commit", run["git_commit"]), ("hardware", fmt.singular_text(run["hardware"])),
             ("node", run["node"]), ("launcher", run["launcher"]), ("checkpoint", run["checkpoint"]),
-            ("log", run["log_path"]), ("attempts", run["attempts"]), ("created", run["created_at"]),
-            ("started", run["started_at"]), ("finished", run["finished_at"])]
+            ("log", run["log_path"]), ("attempts", attempts), ("created", fmt.timestamp(run["created_at"])),
+            ("started", fmt.timestamp(run["started_at"])), ("finished", fmt.timestamp(run["finished_at"]))]
     metrics = run["metrics"] if isinstance(run["metrics"], dict) else {}
     if (labels := label_source_text(metrics.get("label_source"))) is not None:
         rows.insert(8, ("validation labels", labels))  # after the node: what the run read, then where it wrote
-    return pd.DataFrame({"field": [k for k, _ in rows], "value": ["" if v is None else str(v) for _, v in rows]})
+    shown = [(k, fmt.text(v)) for k, v in rows]
+    return pd.DataFrame({"field": [k for k, v in shown if v], "value": [v for _, v in shown if v]})
+
+
+# The result fields after the metrics: (column, name, how it reads).
+RESULT_FIELDS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("epochs_done", "epochs", fmt.count),
+    ("params", "parameters", lambda v: fmt.millions(v) and f"{fmt.millions(v)} M"),
+    ("flops", "FLOPs per image", lambda v: fmt.giga(v) and f"{fmt.giga(v)} G"),
+    ("input_size", "input size", lambda v: fmt.count(v) and f"{fmt.count(v)} px"),
+    ("train_ips", "training throughput", lambda v: fmt.rate(v) and f"{fmt.rate(v)} images/s"),
+    ("eval_ips", "evaluation throughput", lambda v: fmt.rate(v) and f"{fmt.rate(v)} images/s"),
+    ("wall_s", "training time", fmt.duration),
+    ("peak_mem_mb", "peak memory", lambda v: fmt.count(v) and f"{fmt.count(v)} MB"),
+)
 
 
 def result_table(run: dict[str, Any]) -> pd.DataFrame:
-    keys = (*column_metrics(), "epochs_done", "params", "flops", "input_size", "train_ips", "eval_ips", "wall_s",
-            "peak_mem_mb")
-    return pd.DataFrame({"field": list(keys), "value": ["" if run[k] is None else str(run[k]) for k in keys]})
+    """The run's validation metrics (names from the registry, in their unit) and costs; empty fields left out."""
+    rows = [(fmt.metric_name(k), fmt.metric_value(k, run[k])) for k in column_metrics()]
+    rows += [(name, show(run[key])) for key, name, show in RESULT_FIELDS]
+    rows = [(k, v) for k, v in rows if v]
+    return pd.DataFrame({"field": [k for k, _ in rows], "value": [v for _, v in rows]})
+
+
+def history_frames(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-epoch records as they are (for the charts) and as the table shows them (named, formatted)."""
+    records = [r for r in history or [] if isinstance(r, dict)]
+    frame = pd.DataFrame(records)
+    shown = fmt.text_frame(frame, {c: (lambda v, c=c: fmt.series_value(c, v)) for c in frame.columns})
+    return frame, fmt.drop_empty(shown).rename(columns=fmt.metric_name)
+
+
+def curve_chart(frame: pd.DataFrame, series: str) -> alt.Chart:
+    """One logged series against the epoch, on its own axis in its own unit."""
+    metric = fmt.series_metric(series)
+    axis = alt.Axis(format=".1%" if metric is not None and metric.percent else "~g")
+    return alt.Chart(frame.dropna(subset=[series])).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(format="d", tickMinStep=1)),
+        y=alt.Y(f"{series}:Q", title=fmt.metric_name(series), axis=axis, scale=alt.Scale(zero=False)),
+        tooltip=[alt.Tooltip("epoch:Q", format="d"),
+                 alt.Tooltip(f"{series}:Q", title=fmt.metric_name(series),
+                             format=".2%" if metric is not None and metric.percent else ".4g")],
+    ).properties(height=220)
 
 
 def show_history(history: list[Any]) -> None:
-    records = [r for r in history or [] if isinstance(r, dict)]
-    if not records:
+    frame, shown = history_frames(history)
+    if frame.empty:
         st.caption("No per-epoch history recorded.")
         return
-    frame = pd.DataFrame(records)
-    st.dataframe(frame, hide_index=True)
-    series = [c for c in CURVES if c in frame]
+    st.dataframe(shown, hide_index=True, placeholder="", height=fmt.table_height(len(shown)))
+    series = [c for c in CURVES if c in frame and frame[c].notna().any()]
     if "epoch" in frame and series:
-        st.line_chart(frame.set_index("epoch")[series])
+        for column, name in zip(st.columns(len(series)), series):
+            column.altair_chart(curve_chart(frame, name), width="stretch")
 
 
 def show_run(url: str, run: dict[str, Any]) -> None:
@@ -79,11 +121,17 @@ def show_run(url: str, run: dict[str, Any]) -> None:
     with right:
         st.subheader("Result")
         st.table(result_table(run), hide_index=True)
-        entries = run_submissions(url, run["job_id"])
+        entries = read(run_submissions, url, run["job_id"])
         if not entries.empty:
             st.subheader("Challenge entries")
             # Team names are user text, and the table's toolbar downloads CSV: escaped as every export is.
-            st.dataframe(spreadsheet_frame(entries), hide_index=True, column_config={"score": st.column_config.NumberColumn(format="percent")})
+            shown = spreadsheet_frame(entries).assign(
+                metric=entries["metric"].map(fmt.metric_name),
+                score=[fmt.metric_value(m, v) if m in METRICS else fmt.number(v)
+                       for m, v in zip(entries["metric"], entries["score"])],
+                created_at=entries["created_at"].map(fmt.timestamp))
+            st.dataframe(shown.rename(columns={"created_at": "submitted", "submission_id": "submission"}),
+                         hide_index=True, placeholder="", height=fmt.table_height(len(shown)))
     st.subheader("Config")
     st.json(run["config"] or {})
     st.subheader("Metrics")
@@ -102,11 +150,11 @@ def show_run(url: str, run: dict[str, Any]) -> None:
 def main() -> None:
     url = database_url()
     st.title("Run detail")
-    choices = run_choices(url)
+    choices = read(run_choices, url)
     if choices.empty:
         st.info("No runs yet.")
         return
-    run = run_record(url, choose_run(choices))
+    run = read(run_record, url, choose_run(choices))
     if run is None:  # deleted between the two queries
         st.warning("That run is gone.")
         return
