@@ -199,9 +199,9 @@ def main() -> None:
     st.subheader(titles[slug] or slug)
     st.caption(describe(challenge))
     if bool(challenge.get("open_book", False)):
-        st.warning("Open book: this challenge's test labels can be reproduced from public code (its images are "
-                   "generated from public settings), so a score here shows what a method does when nothing is "
-                   "hidden, not how it generalises to unseen data.", icon=":material/menu_book:")
+        st.warning("Open book: this challenge's test labels can be rebuilt from public code or data (generated "
+                   "images, or a test split carved out of the training folders), so a score here shows what a method "
+                   "does when nothing is hidden, not how it generalises to unseen data.", icon=":material/menu_book:")
     show_board(url, challenge)
 
 
