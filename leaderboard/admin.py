@@ -161,6 +161,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     token = read_token(args)
     if token is None:
         return 2
+    if args.select_final is not None:
+        return challenge_admin.select_final(args, token)
+    if args.file is None:
+        print("error: give the prediction file, or --select-final ID... to mark finals", file=sys.stderr)
+        return 2
     path = Path(args.file)
     try:
         data = path.read_bytes()
@@ -232,7 +237,9 @@ def _db_option(p: argparse.ArgumentParser) -> None:
 
 def _create_challenge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slug", required=True, help="short name used in URLs and commands, e.g. synthetic-10")
-    p.add_argument("--dataset", default=None, help="dataset name from the registry, e.g. synthetic, digits")
+    p.add_argument("--dataset", default=None,
+                   help="dataset name from the registry, e.g. synthetic, digits: the challenge is on its test split, or "
+                        "with --images/--labels, the dataset the benchmark's runs train on before they predict on the kit")
     p.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                    help="a dataset option, e.g. num_classes=20 (repeatable; values read as TOML)")
     p.add_argument("--title", default="", help="title shown on the site (default: the slug)")
@@ -274,7 +281,11 @@ class _RefuseToken(argparse.Action):
 
 
 def _submit(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="CSV (classification or detection) or COCO results JSON (detection)")
+    p.add_argument("file", nargs="?", default=None,
+                   help="CSV (classification or detection) or COCO results JSON (detection)")
+    p.add_argument("--select-final", nargs="*", type=int, default=None, metavar="ID",
+                   help="instead of a file: mark these submissions as the team's finals for the private ranking "
+                        "(none: clear the marks; the best public ones then count)")
     p.allow_abbrev = False  # no option is matched by a prefix: `--tok` must not mean --token-file
     p.add_argument("--token", action=_RefuseToken, nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--server", default=None, metavar="URL",
@@ -317,6 +328,11 @@ SUBCOMMANDS: dict[str, Sub] = {
     "challenge-kit": Sub(challenge_admin.build_kit, "write a challenge's participant kit", "synthetic-10 kit/",
                          "Write the participant kit: the test images under opaque ids in a shuffled order, without "
                          "metadata; sample_submission.csv; classes.csv; rules.json and README.txt; MANIFEST.sha256."),
+    "challenge-phase": Sub(challenge_admin.build_phase, "add or list a challenge's phases",
+                           "add syn --name final --start 2027-01-01 --end 2027-01-08 --quota 2 --total 3",
+                           "Phases: when a challenge takes submissions and under which rules (per rolling window, "
+                           "per UTC day, in total); outside every phase an upload is refused with the phases' times. "
+                           "A challenge without phases takes submissions until it closes, under its own quota."),
     "close-challenge": Sub(challenge_admin.build_close, "close a challenge to submissions", "synthetic-10",
                            "Close a challenge: every later submission is refused; the board and kit stay."),
     "create-team": Sub(_create_team, "create a team and print its token once", "'my team'",
@@ -346,7 +362,7 @@ SUBCOMMANDS: dict[str, Sub] = {
                   "team already submitted to the challenge: its earlier result is shown."),
 }
 CHALLENGE = {"create": "create-challenge", "list": "list-challenges", "kit": "challenge-kit",
-             "close": "close-challenge"}
+             "close": "close-challenge", "phase": "challenge-phase"}
 TEAM = {"create": "create-team", "list": "list-teams", "revoke": "revoke-token"}
 
 

@@ -83,8 +83,10 @@ def _sorted_classes(labels: list[str]) -> list[str]:
     return values
 
 
-def classification(images: Path, labels: Path, classes: Path | None = None) -> Source:
-    """A folder of images and its `image,label` CSV."""
+def classification(images: Path, labels: Path, classes: Path | None = None,
+                   known_names: list[str] | None = None) -> Source:
+    """A folder of images and its `image,label` CSV. `known_names`: the class list when no `classes` file is given
+    (a registry dataset's, so that runs trained on it predict the same class ids); else the labels' values, sorted."""
     rows = _open_csv(labels)
     if not rows or [c.strip().lower() for c in rows[0][:2]] != ["image", "label"]:
         raise ChallengeError(f"{labels}:1: the header must be 'image,label'")
@@ -102,7 +104,8 @@ def classification(images: Path, labels: Path, classes: Path | None = None) -> S
         pairs.append((path, row[1].strip()))
     if not pairs:
         raise ChallengeError(f"{labels}: no labelled image")
-    names, wnids = read_classes(classes) if classes else (_sorted_classes([v for _, v in pairs]), [])
+    names, wnids = (read_classes(classes) if classes else
+                    (list(known_names), []) if known_names else (_sorted_classes([v for _, v in pairs]), []))
     lookup = {name: i for i, name in enumerate(names)} | {w: i for i, w in enumerate(wnids) if w}
     items: list[tuple[Path, Any]] = []
     for (path, value), number in zip(pairs, (seen[p] for p, _ in pairs)):

@@ -69,7 +69,8 @@ def test_round_trip_from_a_folder_and_a_csv(url: str, tmp_path: Path) -> None:
     images, labels = image_folder(tmp_path / "src")
     source = private_labels.classification(images, labels)
     assert source.class_names == CLASSES
-    create_private_challenge(url, "pets", source, train_data="the pets-2024 training folder, on request")
+    create_private_challenge(url, "pets", source, train_data="the pets-2024 training folder, on request",
+                             public_fraction=1.0)
     # The files only the server had are gone: everything below works from the database.
     shutil.rmtree(tmp_path / "src")
     kit = assert_no_leak(url, "pets", tmp_path / "kit", secrets_in_sources=(*(f"class {n}" for n in CLASSES), *(f"label {n}" for n in CLASSES)))
@@ -193,3 +194,27 @@ def test_a_bad_image_is_refused_by_name(tmp_path: Path) -> None:
     Image.new("RGB", (5, 4), "red").save(data, format="BMP")
     kit = clean_image(data.getvalue(), "x.bmp")
     assert kit.ext == "png" and Image.open(io.BytesIO(kit.data)).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_a_private_challenge_tied_to_a_registry_dataset_is_found_by_its_runs(sqlite_url: str, tmp_path: Path) -> None:
+    """`--images --labels --dataset digits`: the benchmark's digits runs find the challenge (and predict on its kit),
+    with the dataset's class list, so a class id means the same digit to the runs and to the held labels."""
+    from convbench.cli import main
+    from leaderboard.challenges import find_challenge
+
+    url = create_schema(sqlite_url)
+    images = tmp_path / "scans"
+    images.mkdir()
+    rows = []
+    for i, digit in enumerate([7, 3, 9, 0, 7, 1]):
+        Image.fromarray(np.full((8, 8, 3), 16 * digit, np.uint8)).save(images / f"scan{i}.png")
+        rows.append(f"scan{i}.png,{digit}")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,label\n" + "\n".join(rows) + "\n")
+    assert main(["challenge", "create", "--db", url, "--slug", "scans", "--images", str(images), "--labels",
+                 str(labels), "--dataset", "digits"]) == 0
+    with session_scope(url) as s:
+        challenge = find_challenge(s, "digits", {})
+        assert challenge is not None and challenge.slug == "scans" and not challenge.open_book
+        assert challenge.class_names == [str(d) for d in range(10)]  # the dataset's, not the 5 labels seen, sorted
+    assert sorted(held(url, "scans").values()) == [0, 1, 3, 7, 7, 9]  # "7" is class 7, not the 4th label sorted

@@ -7,15 +7,16 @@ import torch
 from workers.metrics import TopKCounter
 from workers.recipes import Recipe
 from workers.train import loss_fn
-from workers.zoo import ARCHS, count_flops, count_params, get_arch
+from workers.zoo import ARCHS, count_flops, count_params, get_arch, networks
 
 LECTURE = ["alexnet", *[f"vgg{d}{s}" for d in (11, 13, 16, 19) for s in ("", "_bn")], "googlenet", "inception_v3",
            *[f"resnet{d}" for d in (18, 34, 50, 101, 152)], *[f"densenet{d}" for d in (121, 161, 169, 201)]]
 
 
 def test_registry_holds_every_architecture_of_the_lecture():
-    assert sorted(ARCHS) == sorted(LECTURE)
-    for arch in ARCHS.values():
+    assert sorted(ARCHS) == sorted([*LECTURE, "sift_fv_svm"])  # and its classical row (workers.classical)
+    assert sorted(networks()) == sorted(LECTURE) and get_arch("sift_fv_svm").task == "classical"
+    for arch in map(get_arch, networks()):
         assert arch.paper and 2012 <= arch.year <= 2016 and arch.native_size in (224, 299)
         assert isinstance(arch.recipe, Recipe)
     assert get_arch("alexnet").recipe.weight_decay == 5e-4 and get_arch("vgg16").recipe.weight_decay == 5e-4
@@ -76,3 +77,13 @@ def test_topk_agrees_with_an_independent_count():
     for k in range(1, 6):
         assert errors[k] == pytest.approx(1 - (ranks < k).float().mean().item())
     assert errors[1] >= errors[5]
+
+
+def test_the_imagenet_suite_lists_every_network_of_the_zoo() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from workers.zoo import networks
+
+    suite = tomllib.loads((Path(__file__).resolve().parents[1] / "suites" / "imagenet.toml").read_text())
+    assert suite["architectures"] == networks()  # a network added to the zoo is added to the real campaign

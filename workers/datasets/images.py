@@ -1,6 +1,7 @@
 """The torch Datasets the loaders return: images in memory, or files decoded on access."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,11 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from workers.datasets.base import ImageDecodeError
 from workers.datasets.decoding import decode_problem
+
+# torchvision 0.29 deprecates its decoders for TorchCodec's, which is neither pinned here nor needed for still
+# images; its warning, once per decoded image, would bury every other line of a run's log.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision are deprecated",
+                        category=DeprecationWarning)
 
 
 class TensorImages(Dataset):
