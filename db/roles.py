@@ -40,6 +40,9 @@ RUNNER_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "throttles": (),
     "kit_images": ("SELECT",),  # baselines predict on the participants' kit images
     "audit_log": (),  # the host's record of uploads and admin actions
+    "private_scores": (),  # the private part's scores, hidden until the challenge closes
+    "phases": (),
+    "final_selections": (),
     VERSION_TABLE: ("SELECT",),  # the orchestrator checks the schema is at head before it writes
 }
 GATE_PRIVILEGES: dict[str, tuple[str, ...]] = {
@@ -54,6 +57,9 @@ GATE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "kit_images": ("SELECT",),  # the Data page offers the kit for download
     # The scorer appends each upload's outcome: it reads the chain's head and inserts, never updates or deletes.
     "audit_log": ("SELECT", "INSERT"),
+    "private_scores": ("SELECT", "INSERT"),  # written with each upload; the standings after close read them
+    "phases": ("SELECT",),  # the quota's rules
+    "final_selections": ("SELECT", "INSERT", "DELETE"),  # a team's marks, replaced whole
     VERSION_TABLE: ("SELECT",),
 }
 
@@ -76,6 +82,9 @@ SITE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "throttles": (),  # the gate counts them
     "kit_images": ("SELECT",),  # the Data page offers the kit for download
     "audit_log": (),  # the gate appends to it
+    "private_scores": (),  # hidden until close, when `challenge close` copies them onto submissions
+    "phases": ("SELECT",),  # the rules and deadlines are public
+    "final_selections": ("SELECT",),  # the official board after close
     VERSION_TABLE: ("SELECT",),
 }
 

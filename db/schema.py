@@ -111,6 +111,9 @@ class Challenge(Base):
     open_book: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # no submission after it
     kit_sha256: Mapped[str | None] = mapped_column(String(64))  # the SHA-256 of the kit's MANIFEST.sha256
+    # The share of test images in the public part (leaderboard.parts); 1.0 (rows from before the split): all public.
+    public_fraction: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
+    final_count: Mapped[int] = mapped_column(Integer, default=2, server_default="2")  # finals a team may mark
 
 
 class KitImage(Base):
@@ -151,6 +154,9 @@ class HeldLabel(Base):
     image_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     label: Mapped[int | None] = mapped_column(Integer)  # classification
     boxes: Mapped[list[Any] | None] = mapped_column(JSON)  # detection: [[x1, y1, x2, y2, cls, difficult], ...]
+    # "public" or "private" (leaderboard.parts); NULL (rows from before the split): public. Here, not on kit_images,
+    # so that only the gate's role can tell which image counts where.
+    part: Mapped[str | None] = mapped_column(String(8))
 
 
 class Team(Base):
@@ -192,8 +198,54 @@ class Submission(Base):
     primary_score: Mapped[float] = mapped_column(Float)  # the challenge's metric, lower is better
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)  # top-1/top-5 (or mAP) with 95% CIs
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The private part's score, copied from private_scores when the host closes the challenge; NULL until then.
+    private_score: Mapped[float | None] = mapped_column(Float)
+    private_scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     team: Mapped[Team] = relationship(back_populates="submissions")
+
+
+class PrivateScore(Base):
+    """A submission's score on the private part, written with the submission and read only by the gate's role and
+    the owner until the challenge closes (leaderboard.parts.publish copies it onto the submission's row)."""
+
+    __tablename__ = "private_scores"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True)
+    primary_score: Mapped[float] = mapped_column(Float)  # lower is better, as Submission.primary_score
+    scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Phase(Base):
+    """A period of a challenge with its own submission rules (leaderboard.phases). A challenge without a row has
+    one open-ended phase: its own quota per window."""
+
+    __tablename__ = "phases"
+    __table_args__ = (UniqueConstraint("challenge_id", "name", name="uq_phases_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # NULL: until the challenge closes
+    quota: Mapped[int] = mapped_column(Integer)  # per rolling window of window_days
+    window_days: Mapped[float] = mapped_column(Float)
+    per_day: Mapped[int | None] = mapped_column(Integer)  # per UTC day; NULL: no such rule
+    total: Mapped[int | None] = mapped_column(Integer)  # in the whole phase; NULL: no such rule
+    visibility: Mapped[str] = mapped_column(String(8), default="public")  # public | hidden (scores shown at close)
+
+
+class FinalSelection(Base):
+    """A submission a team marked as final (or, at close, its best public ones when it marked none): what the
+    private ranking is made of (leaderboard.final)."""
+
+    __tablename__ = "final_selections"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True)
+    challenge_id: Mapped[int] = mapped_column(ForeignKey("challenges.id", ondelete="CASCADE"), index=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    chosen_by: Mapped[str] = mapped_column(String(8), default="team")  # team | default
+    selected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AuditEvent(Base):

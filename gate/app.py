@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from db.engine import cached_engine, session_scope
 from db.schema import Challenge, Submission
 from gate.limits import BodyCap, RateLimit, SiteClient, body_cap
-from leaderboard import quota, scoring
+from leaderboard import final, quota, scoring, standings
 from leaderboard.challenges import get_challenge, list_challenges
 from leaderboard.errors import (
     AuthError,
@@ -54,6 +54,7 @@ STATUS: dict[type[LeaderboardError], int] = {
     ValidationError: 422,
     ChallengeError: 404,
     ServerBusy: 503,
+    final.SelectionClosed: 409,
     ScoringError: 500,
     LeaderboardError: 400,
 }
@@ -108,6 +109,18 @@ class QuotaOut(BaseModel):
     quota: int
     window_days: float
     next_slot_at: datetime | None
+
+
+class FinalIn(BaseModel):
+    submission_ids: list[int]
+
+
+class FinalOut(BaseModel):
+    challenge: str
+    team: str
+    submission_ids: list[int]  # empty: the team's best public ones count at the close
+    final_count: int
+    deadline: datetime | None  # None: until the host closes the challenge
 
 
 class MeOut(BaseModel):
@@ -237,6 +250,32 @@ def create_app(url: str, *, max_upload: int = MAX_BYTES, rate: float = 2.0, burs
 
     @app.get("/v1/submissions/{submission_id}", summary="one of the team's own submissions")
     def submission(submission_id: int, request: Request, credentials: Credentials) -> SubmissionOut:
+        return _submission(submission_id, request, credentials)
+
+    @app.put("/v1/challenges/{slug}/final", summary="mark the team's final submissions for the private ranking")
+    def select_final(slug: str, body: FinalIn, request: Request, credentials: Credentials) -> FinalOut:
+        chosen = final.select_final(url, token_of(credentials), slug, body.submission_ids,
+                                    throttle_key=client_key(request))
+        return FinalOut(challenge=slug, team=chosen.team, submission_ids=chosen.submission_ids,
+                        final_count=chosen.final_count, deadline=chosen.deadline)
+
+    @app.get("/v1/challenges/{slug}/final", summary="the team's final submissions")
+    def final_selection(slug: str, request: Request, credentials: Credentials) -> FinalOut:
+        chosen = final.selection(url, token_of(credentials), slug, throttle_key=client_key(request))
+        return FinalOut(challenge=slug, team=chosen.team, submission_ids=chosen.submission_ids,
+                        final_count=chosen.final_count, deadline=chosen.deadline)
+
+    @app.get("/v1/challenges/{slug}/standings", summary="the board with rank intervals (public part until close)")
+    def challenge_standings(slug: str) -> dict[str, Any]:
+        with session_scope(url) as session:
+            return standings.cached(session, get_challenge(session, slug))
+
+    @app.get("/v1/challenges/{slug}/compare", summary="is submission a better than b? paired bootstrap, McNemar")
+    def compare(slug: str, a: int, b: int) -> dict[str, Any]:
+        with session_scope(url) as session:
+            return standings.compare(session, get_challenge(session, slug), a, b)
+
+    def _submission(submission_id: int, request: Request, credentials: Credentials) -> SubmissionOut:
         with session_scope(url) as session:
             team = authenticate(session, token_of(credentials), client_key(request))
             row = session.scalar(select(Submission).where(Submission.id == submission_id,

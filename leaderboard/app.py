@@ -16,6 +16,7 @@ PAGES = (
     ("about.py", "About", ":material/info:", False),
     ("architectures.py", "Architectures", ":material/scatter_plot:", False),
     ("detection.py", "Detection", ":material/center_focus_strong:", False),
+    ("compare.py", "Compare", ":material/compare_arrows:", False),
     ("data.py", "Data", ":material/download:", False),
     ("submit.py", "Submit", ":material/upload_file:", False),
     ("run.py", "Run detail", ":material/description:", False),

@@ -8,6 +8,7 @@ work so that building the parsers imports nothing.
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from pathlib import Path
 
 from leaderboard.errors import ChallengeError
@@ -16,14 +17,16 @@ from leaderboard.errors import ChallengeError
 def create(args: argparse.Namespace):
     """The challenge the arguments describe, created; ChallengeError for a mix that names no one source."""
     from leaderboard import private_labels
-    from leaderboard.challenges import create_challenge, create_private_challenge
+    from leaderboard.challenges import create_challenge, create_private_challenge, normalised_config
 
-    rule = {"title": args.title, "quota": args.quota, "window_days": args.window_days}
+    rule = {"title": args.title, "quota": args.quota, "window_days": args.window_days,
+            "public_fraction": args.public_fraction, "final_count": args.final_count}
     if args.images or args.labels:
         if not (args.images and args.labels):
             raise ChallengeError("--images and --labels go together: a folder of test images and its labels file")
-        if args.dataset:
-            raise ChallengeError("give either --dataset or --images/--labels, not both")
+        # With --dataset: the registry dataset the benchmark's runs train on, so that they find this challenge and
+        # predict on its kit (orchestrator.kits), with its class list, so that their class ids mean the same.
+        tie = {"dataset": args.dataset, "dataset_options": dict(args.option)} if args.dataset else {}
         images, labels = Path(args.images), Path(args.labels)
         if not images.is_dir():
             raise ChallengeError(f"--images {images}: not a folder")
@@ -34,8 +37,13 @@ def create(args: argparse.Namespace):
         if labels.is_dir() or labels.suffix.lower() == ".json":
             source = private_labels.detection(images, labels, classes)
         else:
-            source = private_labels.classification(images, labels, classes)
-        return create_private_challenge(args.db, args.slug, source, train_data=args.train_data, **rule)
+            known = None
+            if tie and classes is None:
+                from workers.datasets import dataset_class_names
+
+                known = dataset_class_names(args.dataset, normalised_config(args.dataset, tie["dataset_options"]))
+            source = private_labels.classification(images, labels, classes, known)
+        return create_private_challenge(args.db, args.slug, source, train_data=args.train_data, **tie, **rule)
     if not args.dataset:
         raise ChallengeError("give --dataset NAME, or --images DIR with --labels FILE")
     if args.val_per_class:
@@ -58,6 +66,11 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
                    help="the class list id,name[,wnid] (default: the labels' values, sorted)")
     p.add_argument("--train-data", default="", metavar="TEXT",
                    help="where teams get training and validation data (a dataset name, a path); named in the kit")
+    p.add_argument("--public-fraction", type=float, default=0.5, metavar="F",
+                   help="the share of test images scored on the board while the challenge is open (default 0.5); "
+                        "the rest is the private part, shown at the close. 1: no private part")
+    p.add_argument("--final-count", type=int, default=2, metavar="N",
+                   help="how many submissions a team may mark as final for the private ranking (default 2)")
     p.add_argument("--val-per-class", type=int, default=0, metavar="N",
                    help="with --dataset imagenet: hold out N val images per class, labelled by the devkit's ground "
                         "truth or LOC_val_solution.csv")
@@ -93,3 +106,87 @@ def build_kit(p: argparse.ArgumentParser) -> None:
 def build_close(p: argparse.ArgumentParser) -> None:
     p.add_argument("slug", help="the challenge's slug")
     p.set_defaults(func=cmd_close)
+
+
+def _when(text: str) -> datetime:
+    """An ISO time (`2027-01-31`, `2027-01-31T12:00`, `...+02:00`); without a zone it is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r} (e.g. 2027-01-31T12:00, UTC)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_phase_add(args: argparse.Namespace) -> int:
+    from db.engine import session_scope
+    from leaderboard.challenges import get_challenge
+    from leaderboard.phases import add_phase
+
+    with session_scope(args.db) as session:
+        challenge = get_challenge(session, args.slug)
+        phase = add_phase(session, challenge, args.name, args.start, args.end, args.quota, args.window_days,
+                          args.per_day, args.total, args.visibility, actor="admin")
+        end = f"{phase.ends_at:%Y-%m-%d %H:%M:%S} UTC" if phase.ends_at else "the close"
+        print(f"phase {phase.name!r} of {args.slug!r}: {phase.starts_at:%Y-%m-%d %H:%M:%S} UTC to {end}; "
+              f"{phase.quota} per {phase.window_days:g} days"
+              + (f", {phase.per_day} per UTC day" if phase.per_day else "")
+              + (f", {phase.total} in total" if phase.total else "") + f"; scores {phase.visibility}")
+    return 0
+
+
+def cmd_phase_list(args: argparse.Namespace) -> int:
+    from db.engine import session_scope
+    from leaderboard.challenges import get_challenge
+    from leaderboard.phases import rules
+
+    with session_scope(args.db) as session:
+        for rule in rules(session, get_challenge(session, args.slug)):
+            print(f"{rule.name}: {rule.times()}; {rule.quota} per {rule.window_days:g} days"
+                  + (f", {rule.per_day} per UTC day" if rule.per_day else "")
+                  + (f", {rule.total} in total" if rule.total else "") + f"; scores {rule.visibility}")
+    return 0
+
+
+def build_phase(p: argparse.ArgumentParser) -> None:
+    commands = p.add_subparsers(dest="phase_command", required=True, metavar="COMMAND")
+    add = commands.add_parser("add", help="add a phase with its times and quota rules",
+                              description="Add a phase: submissions are taken only inside a phase, under its rules "
+                                          "(per rolling window, per UTC day, in total), counted in one locked "
+                                          "transaction. Phases may not overlap. Times are ISO, UTC unless zoned.",
+                              epilog="example:\n  %(prog)s syn --name final --start 2027-01-01 --end 2027-01-08 "
+                                     "--quota 2 --per-day 1 --total 3")
+    add.add_argument("slug", help="the challenge's slug")
+    add.add_argument("--name", required=True, help="the phase's name, e.g. development, final")
+    add.add_argument("--start", required=True, type=_when, help="when it opens (ISO time, UTC)")
+    add.add_argument("--end", type=_when, default=None, help="when it ends (ISO time, UTC; default: at the close)")
+    add.add_argument("--quota", type=int, required=True, help="submissions per team per rolling window")
+    add.add_argument("--window-days", type=float, default=7.0, help="the rolling window in days (default 7)")
+    add.add_argument("--per-day", type=int, default=None, help="submissions per team per UTC day (default: no cap)")
+    add.add_argument("--total", type=int, default=None, help="submissions per team in the phase (default: no cap)")
+    add.add_argument("--visibility", choices=("public", "hidden"), default="public",
+                     help="public: scores shown while it runs; hidden: only at the close")
+    add.set_defaults(func=cmd_phase_add)
+    show = commands.add_parser("list", help="the challenge's phases",
+                               description="List a challenge's phases with their times and rules.",
+                               epilog="example:\n  %(prog)s syn")
+    show.add_argument("slug", help="the challenge's slug")
+    show.set_defaults(func=cmd_phase_list)
+
+
+def select_final(args: argparse.Namespace, token: str) -> int:
+    """`convbench submit --challenge SLUG --select-final ID...`: through the gate (--server) or the database."""
+    if args.server:
+        from leaderboard import gate_client
+
+        answer = gate_client.select_final(args.server, token, args.challenge, args.select_final)
+    else:
+        from leaderboard.admin import cli_client
+        from leaderboard.final import select_final as select
+
+        chosen = select(args.db, token, args.challenge, args.select_final, throttle_key=cli_client())
+        answer = {"submission_ids": chosen.submission_ids, "final_count": chosen.final_count,
+                  "deadline": chosen.deadline.isoformat() if chosen.deadline else None}
+    ids = ", ".join(f"#{i}" for i in answer["submission_ids"]) or "none: the best public ones will count"
+    deadline = str(answer.get("deadline") or "the close").replace("T", " ")[:19]
+    print(f"finals of {args.challenge!r}: {ids} (at most {answer['final_count']}; changeable until {deadline})")
+    return 0

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import session_scope
 from db.schema import Challenge, KitImage
-from leaderboard import audit, scoring
+from leaderboard import audit, parts, scoring
 from leaderboard.errors import ChallengeError
 from leaderboard.kit_images import KitFile, clean_image, png_bytes
 from leaderboard.private_labels import Source
@@ -51,13 +51,16 @@ def _session(url_or_session: str | Session) -> Iterator[Session]:
             yield session
 
 
-def _check_rule(slug: str, quota: int, window_days: float) -> None:
+def _check_rule(slug: str, quota: int, window_days: float, public_fraction: float = 1.0, final_count: int = 2) -> None:
     if not SLUG.fullmatch(slug):
         raise ChallengeError(f"slug {slug!r}: use 1-64 lowercase letters, digits, '-' or '_'")
     if quota < 1:
         raise ChallengeError(f"quota must be at least 1, got {quota}")
     if not window_days > 0:
         raise ChallengeError(f"window_days must be positive, got {window_days}")
+    parts.check_fraction(public_fraction)
+    if final_count < 1:
+        raise ChallengeError(f"final count must be at least 1, got {final_count}")
 
 
 def _dataset_test_images(dataset: str, config: dict[str, Any]) -> Iterator[tuple[str, Callable[[], KitFile]]]:
@@ -110,8 +113,10 @@ def store_kit(session: Session, challenge: Challenge,
             batch = []
     if batch:
         session.execute(insert(KitImage), batch)
-    # Sorted by id: the insertion order of the labels follows nothing either.
-    scoring.store_held_labels(session, challenge.id, dict(sorted(labels.items())), challenge.task)
+    # Sorted by id: the insertion order of the labels follows nothing either. The parts' seed is a fresh secret,
+    # kept nowhere (leaderboard.parts).
+    private = parts.split(labels, challenge.task, challenge.public_fraction)
+    scoring.store_held_labels(session, challenge.id, dict(sorted(labels.items())), challenge.task, private)
     return len(shuffled)
 
 
@@ -129,12 +134,14 @@ def _finish(session: Session, challenge: Challenge) -> Challenge:
 
 def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
                      dataset_options: dict[str, Any] | None = None, *, title: str = "", quota: int = 2,
-                     window_days: float = 7.0) -> Challenge:
-    """Create a challenge on `dataset`'s test split: its images as a kit, its labels held under the kit's ids."""
+                     window_days: float = 7.0, public_fraction: float = parts.DEFAULT_FRACTION,
+                     final_count: int = 2) -> Challenge:
+    """Create a challenge on `dataset`'s test split: its images as a kit, its labels held under the kit's ids,
+    `public_fraction` of them in the public part (leaderboard.parts); teams mark up to `final_count` finals."""
     # Imported here: the site itself never needs the dataset registry.
     from workers.datasets import DatasetError, dataset_class_names, get_dataset, held_test_labels
 
-    _check_rule(slug, quota, window_days)
+    _check_rule(slug, quota, window_days, public_fraction, final_count)
     config = normalised_config(dataset, dataset_options)
     entry = get_dataset(dataset)
     if entry.task not in scoring.METRIC_FOR_TASK:
@@ -149,7 +156,8 @@ def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
             challenge = Challenge(slug=slug, title=title or slug, task=entry.task, dataset=dataset,
                                   dataset_config=config, class_names=class_names,
                                   metric=scoring.METRIC_FOR_TASK[entry.task], quota=quota,
-                                  window_days=float(window_days), open_book=entry.open_book)
+                                  window_days=float(window_days), open_book=entry.open_book,
+                                  public_fraction=float(public_fraction), final_count=final_count)
             session.add(challenge)
             session.flush()
             images = [(test_id, labels[test_id], make) for test_id, make in _dataset_test_images(dataset, config)]
@@ -167,7 +175,8 @@ PRIVATE = "private"  # Challenge.dataset of a challenge made from an images fold
 
 def create_private_challenge(url_or_session: str | Session, slug: str, source: Source, *, title: str = "",
                              quota: int = 2, window_days: float = 7.0, train_data: str = "",
-                             dataset: str = PRIVATE, dataset_options: dict[str, Any] | None = None) -> Challenge:
+                             dataset: str = PRIVATE, dataset_options: dict[str, Any] | None = None,
+                             public_fraction: float = parts.DEFAULT_FRACTION, final_count: int = 2) -> Challenge:
     """Create a challenge from labels only the server holds (leaderboard.private_labels): each image is read
     once, stripped of metadata and stored; afterwards the images folder and the labels file may be deleted.
 
@@ -175,7 +184,7 @@ def create_private_challenge(url_or_session: str | Session, slug: str, source: S
     names it. `dataset`/`dataset_options`: the registry's dataset the challenge belongs to (ImageNet's val
     holdout), so that runs on it find it; by default "private", which no run has.
     """
-    _check_rule(slug, quota, window_days)
+    _check_rule(slug, quota, window_days, public_fraction, final_count)
     if source.task not in scoring.METRIC_FOR_TASK:
         raise ChallengeError(f"task {source.task!r} has no scorer")
     config: dict[str, Any] = (normalised_config(dataset, dataset_options) if dataset != PRIVATE
@@ -185,7 +194,8 @@ def create_private_challenge(url_or_session: str | Session, slug: str, source: S
             raise ChallengeError(f"challenge {slug!r} exists")
         challenge = Challenge(slug=slug, title=title or slug, task=source.task, dataset=dataset, dataset_config=config,
                               class_names=list(source.class_names), metric=scoring.METRIC_FOR_TASK[source.task],
-                              quota=quota, window_days=float(window_days), open_book=False)
+                              quota=quota, window_days=float(window_days), open_book=False,
+                              public_fraction=float(public_fraction), final_count=final_count)
         session.add(challenge)
         session.flush()
         store_kit(session, challenge,
@@ -210,7 +220,12 @@ def _tensor_image(pixels: Any) -> KitFile:
 
 
 def close_challenge(url_or_session: str | Session, slug: str) -> Challenge:
-    """No submission after now (the database's clock); the kit's rules say so, and its manifest hash follows."""
+    """No submission after now (the database's clock); the kit's rules say so, and its manifest hash follows.
+
+    The private scores are published (copied onto the submissions' rows, where the site reads them) and every team
+    that marked no final gets its best public ones (leaderboard.final): the private ranking becomes the board.
+    """
+    from leaderboard.final import fill_defaults
     from leaderboard.throttle import server_now
 
     with _session(url_or_session) as session:
@@ -219,8 +234,12 @@ def close_challenge(url_or_session: str | Session, slug: str) -> Challenge:
             raise ChallengeError(f"challenge {slug!r} closed already, at {challenge.closed_at:%Y-%m-%d %H:%M} UTC")
         challenge.closed_at = server_now(session.connection())  # the clock the quota counts by
         session.flush()
+        published = parts.publish(session, challenge)
+        defaults = fill_defaults(session, challenge)
         if challenge.kit_sha256 is not None:
             _finish(session, challenge)
+        audit.record(session, "challenge.closed", "admin", {"private_scores_published": published,
+                     "default_finals": defaults}, challenge.id, f"challenge {challenge.slug}")
     return challenge
 
 

@@ -77,7 +77,7 @@ def error_from(status: int, raw: bytes, headers: Any = None) -> LeaderboardError
 
 
 def _request(server: str, path: str, token: str | None = None, data: bytes | None = None,
-             content_type: str | None = None, client: str | None = None) -> Any:
+             content_type: str | None = None, client: str | None = None, method: str | None = None) -> Any:
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -87,7 +87,7 @@ def _request(server: str, path: str, token: str | None = None, data: bytes | Non
     if client and site_key:  # the site names its visitor, proven by the key it shares with the gate (gate.limits)
         headers["X-Convbench-Site-Key"], headers["X-Convbench-Client"] = site_key, client
     request = urllib.request.Request(server.rstrip("/") + path, data=data, headers=headers,
-                                     method="POST" if data is not None else "GET")
+                                     method=method or ("POST" if data is not None else "GET"))
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as reply:
             return json.loads(reply.read())
@@ -134,3 +134,21 @@ def submission(server: str, token: str, submission_id: int, client: str | None =
 
 def challenges(server: str) -> list[dict[str, Any]]:
     return _request(server, "/v1/challenges")
+
+
+def select_final(server: str, token: str, slug: str, submission_ids: list[int],
+                 client: str | None = None) -> dict[str, Any]:
+    """Mark the team's finals: {"submission_ids", "final_count", "deadline", ...}."""
+    body = json.dumps({"submission_ids": [int(i) for i in submission_ids]}).encode()
+    return _request(server, f"/v1/challenges/{urllib.parse.quote(slug, safe='')}/final", token, body,
+                    "application/json", client, method="PUT")
+
+
+def standings(server: str, slug: str) -> dict[str, Any]:
+    """The board with rank intervals (leaderboard.standings): the public part's until the close."""
+    return _request(server, f"/v1/challenges/{urllib.parse.quote(slug, safe='')}/standings")
+
+
+def compare(server: str, slug: str, a: int, b: int) -> dict[str, Any]:
+    """Is submission `a` better than `b`: the paired difference, its CI, bootstrap and McNemar p-values."""
+    return _request(server, f"/v1/challenges/{urllib.parse.quote(slug, safe='')}/compare?a={int(a)}&b={int(b)}")

@@ -24,17 +24,17 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from db.engine import database_url, make_sessionmaker
-from db.schema import Challenge, Run, Submission, Team
-from leaderboard import audit, scoring, throttle
+from db.schema import Challenge, PrivateScore, Run, Submission, Team
+from leaderboard import audit, phases, scoring, throttle
 from leaderboard.challenges import get_challenge
 from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded, ScoringError, ValidationError
 from leaderboard.submissions import MAX_BYTES, Parsed, validate
@@ -116,6 +116,7 @@ class QuotaStatus:
     used: int  # scored submissions in the current window
     left: int | None  # None: an official team, not bound by the quota
     next_slot_at: datetime | None  # when the oldest counted submission leaves the window; None while one is free
+    reason: str = ""  # when none is left: which rule of which phase binds, and until when (leaderboard.phases)
 
 
 @dataclass(frozen=True)
@@ -141,19 +142,12 @@ def _now(session: Session, now: datetime | None) -> datetime:
 
 
 def quota_status(session: Session, team: Team, challenge: Challenge, now: datetime | None = None) -> QuotaStatus:
-    """How much of its quota `team` has used on `challenge` in the rolling window ending `now`
-    (default: the database server's time)."""
+    """How much of its quota `team` has used on `challenge` in the phase open at `now` (default: the database
+    server's time): every rule of the phase (per rolling window, per UTC day, in total; leaderboard.phases); none
+    left outside an open phase."""
     now = _now(session, now)
-    cutoff = now - timedelta(days=challenge.window_days)
-    used, oldest = session.execute(
-        select(func.count(Submission.id), func.min(Submission.created_at))
-        .where(Submission.team_id == team.id, Submission.challenge_id == challenge.id,
-               Submission.created_at > cutoff)).one()
-    if team.official:
-        return QuotaStatus(used, None, None)
-    left = max(challenge.quota - used, 0)
-    next_slot = _aware(oldest) + timedelta(days=challenge.window_days) if left == 0 and oldest else None
-    return QuotaStatus(used, left, next_slot)
+    status = phases.status(session, team, challenge, now)
+    return QuotaStatus(status.used, status.left, status.next_slot_at, status.reason)
 
 
 def check_upload(session: Session, challenge: Challenge, data: bytes, filename: str,
@@ -175,6 +169,8 @@ def _validated(session: Session, team: Team, challenge: Challenge, data: bytes, 
 
 def _quota_error(challenge: Challenge, status: QuotaStatus) -> QuotaExceeded:
     at = status.next_slot_at
+    if status.reason:
+        return QuotaExceeded(status.reason, at)
     if at is None:  # a quota of zero, set by hand in the database: the challenge is closed
         return QuotaExceeded(f"challenge {challenge.slug!r} takes no submissions now", None)
     return QuotaExceeded(f"quota reached: {status.used} of {challenge.quota} submissions to {challenge.slug!r} in the "
@@ -232,7 +228,9 @@ def _refused(session: Session, team: Team, challenge: Challenge, sha256: str, st
     error = _quota_error(challenge, status)
     detail = {"reason": str(error), "file_sha256": sha256, "used": status.used, "quota": challenge.quota}
     if apart:
-        audit.record_apart(session.get_bind(), "submission.quota_refused", team.name, detail, challenge.id)
+        actor, challenge_id, bind = team.name, challenge.id, session.get_bind()
+        session.close()  # its connection back to the pool first: many refusals at once must not need two each
+        audit.record_apart(bind, "submission.quota_refused", actor, detail, challenge_id)
     else:
         audit.record(session, "submission.quota_refused", team.name, detail, challenge.id)
         session.commit()
@@ -281,9 +279,12 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
             # only the count and the insert run, and a refused file's scores are dropped unseen.
             scored = scoring.score_submission(session, challenge, parsed)
         except (ValidationError, ScoringError) as exc:
-            # Recorded apart, holding no lock of the quota's: the refusal still costs no slot.
-            audit.record_apart(session.get_bind(), "submission.rejected", team.name,
-                               {"reason": str(exc), "file_sha256": sha256, "bytes": len(data)}, challenge.id)
+            # Recorded apart, holding no lock of the quota's: the refusal still costs no slot. The session's
+            # connection goes back to the pool first, so a burst of refusals needs one connection each, not two.
+            actor, challenge_id, bind = team.name, challenge.id, session.get_bind()
+            session.close()
+            audit.record_apart(bind, "submission.rejected", actor,
+                               {"reason": str(exc), "file_sha256": sha256, "bytes": len(data)}, challenge_id)
             raise
 
     with maker() as session:
@@ -304,6 +305,10 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
         session.add(row)
         try:
             session.flush()
+            if scored.private is not None:  # hidden from every answer until close (leaderboard.parts)
+                session.add(PrivateScore(submission_id=row.id, primary_score=scored.private.primary_score,
+                                         scores=scored.private.scores))
+                session.flush()
             audit.record(session, "submission.accepted", team.name,
                          {"file_sha256": sha256, "n_rows": parsed.n_rows, "metric": challenge.metric,
                           "primary_score": scored.primary_score, "run_id": run_id}, challenge.id, f"submission {row.id}")
@@ -336,6 +341,12 @@ def rescore(url: str | None, submission_id: int, actor: str = "admin") -> scorin
         scored = scoring.score_submission(session, challenge, parsed)
         old = {"primary_score": row.primary_score, "scores": dict(row.scores)}
         row.primary_score, row.scores, row.n_rows = scored.primary_score, scored.scores, parsed.n_rows
+        if scored.private is not None:
+            hidden = session.get(PrivateScore, row.id) or PrivateScore(submission_id=row.id)
+            hidden.primary_score, hidden.scores = scored.private.primary_score, scored.private.scores
+            session.add(hidden)
+            if challenge is not None and challenge.closed_at is not None:  # published already: the board follows the fix
+                row.private_score, row.private_scores = scored.private.primary_score, scored.private.scores
         session.flush()  # written before the trail's row: SQLite's write lock is then held (leaderboard.audit)
         audit.record(session, "submission.rescored", actor, {"old": old, "new": {
             "primary_score": scored.primary_score, "scores": scored.scores}}, row.challenge_id, f"submission {row.id}")

@@ -226,7 +226,8 @@ def _entry_hits(session: Session, challenge: Challenge, row: Submission, k: int)
                       max(MAX_BYTES, len(row.file_data)))
     if not isinstance(parsed, Classifications):
         raise ChallengeError(f"submission {row.id} is not a classification file")
-    hits = first_hit_rank(parsed.guesses, np.asarray(truth.values, dtype=np.int64)) < k
+    # A miss is ranked k_file (the file's guess count): with fewer guesses than k it must not read as a hit.
+    hits = first_hit_rank(parsed.guesses, np.asarray(truth.values, dtype=np.int64)) < min(k, parsed.guesses.shape[1])
     n = np.array([len(hits)], dtype=np.uint64).view(np.uint8)
     with _HITS_LOCK:
         _HITS[key] = np.concatenate([n, np.packbits(hits)])

@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,10 @@ LEVEL = 0.95
 
 @dataclass(frozen=True)
 class Scored:
-    primary_score: float  # lower is better
+    primary_score: float  # lower is better; on the public part where the challenge has a private one
     scores: dict[str, Any]
+    # The private part's score (leaderboard.parts): stored apart, never shown before close. None: no private part.
+    private: Scored | None = field(default=None, repr=False)
 
 
 def primary_score(metric: str, value: float) -> float:
@@ -64,8 +66,10 @@ def metric_value(metric: str, primary: float) -> float:
 
 # --- the held labels -----------------------------------------------------------------------
 
-def store_held_labels(session: Session, challenge_id: int, labels: Mapping[str, Any], task: str) -> int:
-    """Write a challenge's test labels (classification: class ids; detection: box lists); returns the count."""
+def store_held_labels(session: Session, challenge_id: int, labels: Mapping[str, Any], task: str,
+                      private: Collection[str] = ()) -> int:
+    """Write a challenge's test labels (classification: class ids; detection: box lists), the ids in `private` in
+    the private part and the others in the public one (leaderboard.parts); returns the count."""
     if not labels:
         raise ChallengeError("the dataset's test split has no labels")
     if task not in METRIC_FOR_TASK:
@@ -82,6 +86,9 @@ def store_held_labels(session: Session, challenge_id: int, labels: Mapping[str, 
     except (TypeError, ValueError):
         # The conversion's own message would quote the offending label.
         raise ChallengeError(f"the dataset's {task} test labels are malformed") from None
+    hidden = set(private)
+    for row in rows:
+        row["part"] = "private" if row["image_id"] in hidden else "public"
     session.execute(insert(HeldLabel), rows)
     return len(rows)
 
@@ -90,6 +97,7 @@ def store_held_labels(session: Session, challenge_id: int, labels: Mapping[str, 
 class _Truth:
     ids: np.ndarray  # sorted test ids
     values: Any  # labels (classification: an int64 array) or box lists (detection), aligned with ids
+    private: np.ndarray | None = None  # bool, aligned with ids: the private part; None: every image is public
 
 
 _TRUTH: OrderedDict[tuple[str, int, str], _Truth] = OrderedDict()
@@ -109,7 +117,7 @@ def _truth(session: Session, challenge: Challenge) -> _Truth:
             return _TRUTH[key]
     column = HeldLabel.label if challenge.task == "classification" else HeldLabel.boxes
     # Core execution on the session's connection: the ORM's per-row loading costs 5x more on 50,000 rows.
-    rows = session.connection().execute(select(HeldLabel.image_id, column)
+    rows = session.connection().execute(select(HeldLabel.image_id, column, HeldLabel.part)
                                         .where(HeldLabel.challenge_id == challenge.id)).all()
     ids = np.array([row[0] for row in rows], dtype=str)
     # Sorted in numpy, not by ORDER BY: a database collation could order the ids differently.
@@ -123,7 +131,9 @@ def _truth(session: Session, challenge: Challenge) -> _Truth:
             values.setflags(write=False)
         except (TypeError, ValueError):
             pass  # a missing label: left as read, so that scoring fails as a ScoringError
-    truth = _Truth(ids, values)
+    private = np.array([rows[i][2] == "private" for i in order], dtype=bool)
+    private.setflags(write=False)
+    truth = _Truth(ids, values, private if private.any() else None)
     with _TRUTH_LOCK:
         _TRUTH[key] = truth
         while len(_TRUTH) > _TRUTH_KEPT:
@@ -144,23 +154,56 @@ def public_image_ids(session: Session, challenge: Challenge) -> np.ndarray:
 
 # --- scoring a submission ------------------------------------------------------------------
 
+def public_mask(session: Session, challenge: Challenge) -> np.ndarray | None:
+    """Positions of the public part in the sorted test ids (bool); None when every image is public."""
+    private = _truth(session, challenge).private
+    return None if private is None else ~private
+
+
+def private_mask(session: Session, challenge: Challenge) -> np.ndarray | None:
+    """Positions of the private part in the sorted test ids (bool); None when there is no private part."""
+    return _truth(session, challenge).private
+
+
+def _part_scores(challenge: Challenge, parsed: Parsed, truth: _Truth, keep: np.ndarray | None) -> dict[str, Any]:
+    """The metrics on the images where `keep` is True (None: every image)."""
+    values = truth.values
+    if challenge.task == "classification" and isinstance(parsed, Classifications):
+        guesses, labels = parsed.guesses, np.asarray(values, dtype=np.int64)
+        if keep is not None:
+            guesses, labels = guesses[keep], labels[keep]
+        return classification_scores(guesses, labels)
+    if challenge.task == "detection" and isinstance(parsed, Detections):
+        if keep is None:
+            return detection_scores(parsed, truth.ids, values, list(challenge.class_names))
+        # Positions renumbered within the part; the other part's detections dropped.
+        renumber = np.cumsum(keep) - 1
+        inside = keep[parsed.image_index]
+        part = Detections(renumber[parsed.image_index[inside]], parsed.class_id[inside], parsed.score[inside],
+                          parsed.boxes[inside], parsed.n_rows)
+        return detection_scores(part, truth.ids[keep], [v for v, k in zip(values, keep) if k],
+                                list(challenge.class_names))
+    raise TypeError("parsed file does not match the challenge's task")
+
+
 def score_submission(session: Session, challenge: Challenge, parsed: Parsed) -> Scored:
-    """Score a validated file for `challenge`; any failure inside becomes a label-free ScoringError."""
+    """Score a validated file for `challenge` on its public part, and on its private part where it has one (the
+    same work for every file: nothing about the private score changes what a caller waits for or sees); any
+    failure inside becomes a label-free ScoringError."""
+    metric = challenge.metric
     try:
         truth = _truth(session, challenge)
-        if challenge.task == "classification" and isinstance(parsed, Classifications):
-            scores = classification_scores(parsed.guesses, np.asarray(truth.values, dtype=np.int64))
-        elif challenge.task == "detection" and isinstance(parsed, Detections):
-            scores = detection_scores(parsed, truth.ids, truth.values, list(challenge.class_names))
-        else:
-            raise TypeError("parsed file does not match the challenge's task")
+        public = None if truth.private is None else ~truth.private
+        scores = _part_scores(challenge, parsed, truth, public)
+        hidden = None if truth.private is None else _part_scores(challenge, parsed, truth, truth.private)
     except Exception as exc:  # noqa: BLE001 - any failure, whatever its kind, must reach the caller label-free
         # Only the exception's type is logged: its message could quote held data.
         log.error("scoring a submission to %s failed (%s)", challenge.slug, type(exc).__name__)
         raise ScoringError(f"scoring failed on the server for challenge {challenge.slug!r}; "
                            f"the file was not counted") from None
-    metric = challenge.metric
-    return Scored(primary_score(metric, float(scores[metric])), {"metric": metric, **scores})
+    private = (None if hidden is None
+               else Scored(primary_score(metric, float(hidden[metric])), {"metric": metric, **hidden}))
+    return Scored(primary_score(metric, float(scores[metric])), {"metric": metric, **scores}, private)
 
 
 # --- the registry's metrics with their bootstrap intervals ---------------------------------------

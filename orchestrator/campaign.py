@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from orchestrator import scheduler
 from orchestrator.baselines import submit_baseline
+from orchestrator.kits import with_kits
 from orchestrator.progress import ProgressTable
 from orchestrator.store import Store, Written, now, parse_time
 from orchestrator.suite import Suite
@@ -88,6 +89,7 @@ def run_campaign(suite: Suite, store: Store, storage: str | None = None, address
     print(f"suite {suite.name}: {len(plan.jobs)} jobs, {len(plan.done) + len(plan.recovered)} already done, "
           f"{len(todo)} to run", file=out, flush=True)
     if todo:
+        todo = with_kits(store.url, root, todo)  # issue #14: predictions on each challenge's participant kit
         run_jobs(store, root, todo, states, address, num_cpus, out, refresh_s)
     settle(store, out, root)
     return states

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from workers.classical.recipe import resolve_recipe as resolve_classical_recipe
 from workers.datasets import dataset_config, get_dataset
 from workers.detection.detectors import detector_archs, detector_kind
 from workers.detection.recipe import DetectorRecipe, parse_recipe, resolve_recipe
@@ -129,7 +130,9 @@ def _track(raw: Any, task: str, where: str) -> Track:
             raise ConfigError(f"{join(where, 'overrides.' + key)}: not an architecture or family name")
         if not isinstance(changes, dict):
             raise ConfigError(f"{join(where, 'overrides.' + key)}: expected a table of recipe fields")
-        if task == "classification":
+        if task == "classification" and key in CLASSICAL_KEYS:  # the classical pipeline's own recipe fields
+            resolve_classical_recipe(changes, join(where, "overrides." + key))
+        elif task == "classification":
             Recipe().override(changes, join(where, "overrides." + key))
     if task == "detection":
         for arch in track.arch_names(task, where):
@@ -156,6 +159,17 @@ def recipe_for(track: Track, arch: str, task: str) -> Recipe:
         if key and key in track.overrides:
             recipe = recipe.override(track.overrides[key])
     return recipe
+
+
+# The classical pipeline (workers.classical) takes only its own recipe, from its family's and its own overrides:
+# a suite's global [recipe] trains networks (epochs, lr, batch size) and would only change its job ids.
+CLASSICAL_KEYS = {key for name, a in ARCHS.items() if a.task == "classical" for key in (name, a.family)}
+
+
+def classical_recipe(track: Track, arch: str) -> dict[str, Any]:
+    family = ARCHS[arch].family
+    changes = {**track.overrides.get(family, {}), **track.overrides.get(arch, {})}
+    return resolve_classical_recipe(changes, f"overrides.{arch}")
 
 
 def detector_changes(track: Track, arch: str) -> dict[str, Any]:
@@ -187,13 +201,16 @@ def expand(suite: Suite) -> list[JobSpec]:
                     if track.input_size and size < minimum:
                         raise ConfigError(f"{suite.path}: input_size: {arch} needs at least {minimum} px, got {size}")
                     size = max(size, minimum)
-                if task == "classification":
+                job_task = ARCHS[arch].task if task == "classification" else task  # its loop: workers.tasks
+                if job_task == "classical":
+                    recipe = classical_recipe(track, arch)
+                elif task == "classification":
                     recipe = _wrap(partial(recipe_for, track, arch, task), f"{suite.path}: overrides.{arch}").to_dict()
                 else:  # resolved as the job trains by it: the detector's own defaults, then the suite's changes
                     recipe = resolve_recipe(detector_changes(track, arch), arch)
                 for seed in suite.seeds:
                     jobs.append(JobSpec(
-                        suite=suite.name, task=task, arch=arch, dataset=ds["name"], dataset_options=options,
+                        suite=suite.name, task=job_task, arch=arch, dataset=ds["name"], dataset_options=options,
                         recipe=recipe,
                         seed=seed, input_size=size, resources=track.resources, storage=suite.storage,
                         max_failures=suite.max_failures))

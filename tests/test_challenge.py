@@ -47,7 +47,7 @@ def predictions(labels: dict[str, int], right: float = 0.5, k: int = 5, seed: in
 
 
 def setup(url: str, quota_n: int = 2, slug: str = "syn") -> tuple[str, bytes]:
-    create_challenge(url, slug, "synthetic", OPTIONS, title="Synthetic", quota=quota_n)
+    create_challenge(url, slug, "synthetic", OPTIONS, title="Synthetic", quota=quota_n, public_fraction=1.0)
     with session_scope(url) as session:
         token = create_team(session, "alpha")
     return token, predictions(held_test_labels("synthetic", OPTIONS))

@@ -48,7 +48,7 @@ def predictions(seed: int, right: float = 0.5) -> bytes:
 
 
 def setup(url: str, quota_n: int = 2) -> str:
-    create_challenge(url, "syn", "synthetic", OPTIONS, title="Synthetic", quota=quota_n)
+    create_challenge(url, "syn", "synthetic", OPTIONS, title="Synthetic", quota=quota_n, public_fraction=1.0)
     with session_scope(url) as session:
         return create_team(session, "alpha")
 
@@ -218,7 +218,7 @@ def test_the_same_file_twice_returns_the_first_result_and_costs_nothing(db_url: 
 
 def test_the_same_file_is_charged_per_team_and_per_challenge(db_url: str) -> None:
     token = setup(db_url)
-    create_challenge(db_url, "syn-b", "synthetic", OPTIONS, quota=2)
+    create_challenge(db_url, "syn-b", "synthetic", OPTIONS, quota=2, public_fraction=1.0)
     with session_scope(db_url) as session:
         beta = create_team(session, "beta")
     data = predictions(1)

@@ -116,7 +116,7 @@ def top5_file(labels: dict[str, int], right: float, seed: int) -> bytes:
 
 
 def test_board_intervals_from_stored_files_agree_with_the_stored_scores(db_url: str) -> None:
-    create_challenge(db_url, "rank", "synthetic", OPTIONS)
+    create_challenge(db_url, "rank", "synthetic", OPTIONS, public_fraction=1.0)
     labels = held_test_labels("synthetic", OPTIONS)
     with session_scope(db_url) as session:
         create_team(session, "host", official=True)

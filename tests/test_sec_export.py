@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from gate_server import serving
 from streamlit.testing.v1 import AppTest
 
 from db.engine import create_schema, session_scope
 from db.schema import Run, Team
 from leaderboard.challenges import create_challenge
+from leaderboard.gate_client import GATE_URL_ENV
 from leaderboard.queries import leaderboard
 from leaderboard.quota import submit
 from leaderboard.site_data import (
@@ -53,7 +55,7 @@ def predictions(seed: int) -> bytes:
 
 
 def populate(url: str) -> None:
-    create_challenge(url, "syn", "synthetic", OPTIONS, quota=5)
+    create_challenge(url, "syn", "synthetic", OPTIONS, quota=5, public_fraction=1.0)
     with session_scope(url) as session:
         tokens = {name: create_team(session, name) for name in EVIL_TEAMS}
         create_team(session, "baselines", official=True)
@@ -135,6 +137,12 @@ def test_the_site_tables_show_the_names_spreadsheet_safe(sqlite_url: str, monkey
     url = create_schema(sqlite_url)
     populate(url)
     monkeypatch.setenv("CONVBENCH_DB", url)
+    with serving(url) as gate:  # the Submit page signs in through the gate
+        monkeypatch.setenv(GATE_URL_ENV, gate)
+        check_site_tables(url)
+
+
+def check_site_tables(url: str) -> None:
     app = AppTest.from_file(str(ROOT / "leaderboard" / "app.py"), default_timeout=60).run()
     assert not app.exception, app.exception
     shown = app.dataframe[0].value

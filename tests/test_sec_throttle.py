@@ -6,6 +6,7 @@ the quota window and a submission's time come from the database's clock, not the
 """
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from gate_server import serving
 from streamlit.testing.v1 import AppTest
 
 from db.engine import create_schema, make_sessionmaker, session_scope
@@ -26,6 +28,7 @@ from leaderboard import throttle
 from leaderboard.admin import cli_client
 from leaderboard.challenges import create_challenge
 from leaderboard.errors import AuthError, QuotaExceeded, Throttled, ValidationError
+from leaderboard.gate_client import GATE_URL_ENV
 from leaderboard.quota import submit
 from leaderboard.throttle import AUTH, REJECTED_UPLOADS, Policy
 from leaderboard.tokens import authenticate, create_team
@@ -53,7 +56,7 @@ def good_file(seed: int = 0) -> bytes:
 
 
 def setup(url: str, quota: int = 2, teams: tuple[str, ...] = ("alpha",)) -> dict[str, str]:
-    create_challenge(url, "syn", "synthetic", OPTIONS, quota=quota)
+    create_challenge(url, "syn", "synthetic", OPTIONS, quota=quota, public_fraction=1.0)
     with session_scope(url) as session:
         return {name: create_team(session, name) for name in teams}
 
@@ -210,8 +213,8 @@ def test_the_count_survives_across_processes_and_the_cli_passes_its_key(url: str
     threading.Event().wait(AUTH.base_s + 0.2)  # the first wait (2 s) over, the command line may try once
     predictions = tmp_path / "p.csv"
     predictions.write_bytes(good_file())
-    cli = subprocess.run([sys.executable, "-m", "leaderboard", "admin", "submit", "--db", url, "--token",
-                          wrong_token(), "--challenge", "syn", str(predictions)],
+    cli = subprocess.run([sys.executable, "-m", "leaderboard", "admin", "submit", "--db", url, "--challenge", "syn",
+                          str(predictions)], env={**os.environ, "CONVBENCH_TOKEN": wrong_token()},
                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert cli.returncode == 1 and "invalid or revoked token" in cli.stderr, cli.stderr
     state = throttle.state(bind, AUTH, key)  # the command line's failure counted under its own key
@@ -219,21 +222,29 @@ def test_the_count_survives_across_processes_and_the_cli_passes_its_key(url: str
 
 
 def test_the_submit_page_throttles_fresh_browser_sessions(sqlite_url: str, monkeypatch) -> None:
-    """The page keys its client by address, not by browser session: each AppTest run is a new session."""
+    """The gate keys the page's client by address, not by browser session: each AppTest run is a new session."""
     url = create_schema(sqlite_url)
     tokens = setup(url)
     monkeypatch.setenv("CONVBENCH_DB", url)
     errors = []
-    for _ in range(AUTH.free + 2):
+    with serving(url) as gate:
+        monkeypatch.setenv(GATE_URL_ENV, gate)
+        errors = sessions_signing_in_with_a_wrong_token(AUTH.free + 2)
+    assert errors[:AUTH.free] == ["invalid or revoked token"] * AUTH.free
+    assert all(e.startswith("too many failed attempts; try again in") for e in errors[AUTH.free:]), errors
+    assert tokens  # the team exists: a right token would have been refused the same way
+
+
+def sessions_signing_in_with_a_wrong_token(count: int) -> list[str]:
+    errors = []
+    for _ in range(count):
         app = AppTest.from_file(str(ROOT / "leaderboard" / "app.py"), default_timeout=60).run()
         app.switch_page("views/submit.py").run()
         app.text_input(key="token").input(wrong_token())
         next(b for b in app.button if b.label == "Show my submissions").click().run()
         assert not app.exception, app.exception
         errors.append(app.error[0].value)
-    assert errors[:AUTH.free] == ["invalid or revoked token"] * AUTH.free
-    assert all(e.startswith("too many failed attempts; try again in") for e in errors[AUTH.free:]), errors
-    assert tokens  # the team exists: a right token would have been refused the same way
+    return errors
 
 
 # --- rejected uploads ----------------------------------------------------------------------------------
@@ -314,10 +325,10 @@ print("codes", codes)
 
 
 def submit_skewed(url: str, token: str, paths: list[Path], skew_days: float) -> str:
-    argvs = ["\x1f".join(["admin", "submit", "--db", url, "--token", token, "--challenge", "syn", str(path)])
-             for path in paths]
+    argvs = ["\x1f".join(["admin", "submit", "--db", url, "--challenge", "syn", str(path)]) for path in paths]
     done = subprocess.run([sys.executable, "-c", SKEWED_CLI, str(skew_days), *argvs], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+                          env={**os.environ, "CONVBENCH_TOKEN": token}, capture_output=True, text=True, timeout=300,
+                          check=False)
     assert done.returncode == 0, done.stderr
     clock = datetime.fromisoformat(done.stdout.split("clock ", 1)[1].split()[0])
     assert abs((clock - datetime.now(UTC)).total_seconds() - skew_days * 86400) < 600  # the skew took hold

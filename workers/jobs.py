@@ -41,6 +41,11 @@ class JobSpec:
     resources: Resources = field(default_factory=Resources)
     storage: str = "runs"  # root folder of every job's own folder
     max_failures: int = 2
+    # The challenge's participant kit the test predictions are written for, a folder relative to `storage`
+    # (workers.datasets.kit); None: the dataset's own test split. Not part of the identity: it decides which
+    # images the predictions are keyed by, not what the job trains or measures, and it is set by the driver
+    # only when a challenge exists, so a job's id (and its finished row) does not change with it.
+    kit: str | None = None
 
     def identity(self) -> dict[str, Any]:
         """Everything that determines the result, and nothing that does not (suite name, storage, CPUs)."""

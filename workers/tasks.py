@@ -25,6 +25,9 @@ def entry_point(name: str) -> Callable[..., Any]:
 @dataclass(frozen=True)
 class Task:
     loop: str  # "module:function", (JobSpec, RunContext) -> result dict
+    # What its runs are scored as, and so which predictions, exports and challenges they share: a loop is how a
+    # result is made, not what it measures (the classical pipeline's runs are classifications).
+    scored_as: str = "classification"
 
     def __call__(self, spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
         return entry_point(self.loop)(spec, ctx)
@@ -32,5 +35,13 @@ class Task:
 
 TASKS: dict[str, Task] = {
     "classification": Task("workers.train:train_classifier"),
-    "detection": Task("workers.detection.loop:train_detector"),
+    "detection": Task("workers.detection.loop:train_detector", scored_as="detection"),
+    # ILSVRC 2011's dense SIFT + Fisher vectors + linear SVMs: a classifier without a network (workers.zoo's
+    # sift_fv_svm), scored, stored and shown as the networks are.
+    "classical": Task("workers.classical.sift_fv_svm:train_sift_fv_svm"),
 }
+
+
+def tasks_scored_as(kind: str) -> tuple[str, ...]:
+    """The tasks whose runs are scored as `kind` ("classification" or "detection")."""
+    return tuple(name for name, task in TASKS.items() if task.scored_as == kind)

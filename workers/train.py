@@ -16,8 +16,9 @@ from torchvision.transforms import v2
 from workers import provenance
 from workers.context import RunContext, bf16_pays
 from workers.datasets import Splits, load_dataset
+from workers.datasets.kit import prediction_split
 from workers.jobs import JobSpec
-from workers.metrics import TOP_K, TopKCounter
+from workers.metrics import TOP_K, TopKCounter, class_report, time_to
 from workers.prediction_format import MAX_GUESSES, classification_header
 from workers.recipes import Recipe
 from workers.zoo import count_flops, count_params, get_arch
@@ -82,7 +83,8 @@ def build(spec: JobSpec, ctx: RunContext) -> Setup:
     torch.manual_seed(spec.seed)
     data = load_dataset(spec.dataset, spec.dataset_options)
     fast = bf16_pays(ctx.device)
-    bare = get_arch(spec.arch).build(data.num_classes, spec.input_size, recipe.dropout).to(ctx.device)
+    bare = get_arch(spec.arch).build(data.num_classes, spec.input_size, recipe.dropout,
+                                     **recipe.model_options()).to(ctx.device)  # recipes: init, zero-init residual
     channels_last = fast and recipe.channels_last
     if channels_last:
         bare = bare.to(memory_format=torch.channels_last)
@@ -127,11 +129,17 @@ def train_one_epoch(s: Setup, loader: DataLoader, epoch: int, criterion: nn.Modu
             "lr": lr}
 
 
+def reduced(tensor: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(tensor)
+    return tensor
+
+
 @torch.no_grad()
-def evaluate(s: Setup, loader: DataLoader) -> tuple[dict[int, float], float]:
-    """Top-k errors over the whole split (summed across ranks) and this rank's images/s."""
+def evaluate(s: Setup, loader: DataLoader, counter: TopKCounter | None = None) -> tuple[dict[int, float], float]:
+    """Top-k errors over the whole split (summed across ranks) and this rank's images/s. A `counter` made with
+    num_classes also gathers the confusion matrix and per-class hits (the final evaluation's)."""
     s.bare.eval()
-    counter, seen, start = TopKCounter(), 0, time.perf_counter()
+    counter, seen, start = counter or TopKCounter(), 0, time.perf_counter()
     for images, targets in loader:
         images, targets = to_device(s, images), targets.to(s.device)
         with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.autocast):
@@ -147,6 +155,8 @@ def evaluate(s: Setup, loader: DataLoader) -> tuple[dict[int, float], float]:
         totals = torch.cat([counter.correct, torch.tensor([counter.total])]).to(s.device)
         dist.all_reduce(totals)
         counter.correct, counter.total = totals[:-1].cpu(), int(totals[-1])
+        if counter.num_classes is not None:  # every rank has them, zeros for an empty shard: no rank waits alone
+            counter.confusion, counter.class_hits = (reduced(x.to(s.device)) for x in (counter.confusion, counter.class_hits))
     return counter.errors(), ips
 
 
@@ -193,13 +203,20 @@ def train_classifier(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
         ctx.log(f"resumed from {checkpoint.name} at epoch {start_epoch}")
 
     train_ips = []
+    # Time to accuracy (DAWNBench): training seconds, and seconds since the start with evaluation and checkpoints,
+    # at each epoch's validation; carried on from the checkpoint's history by a resumed run.
+    train_s = float(history[-1].get("train_s", 0.0)) if history else 0.0
+    elapsed_before, loop_start = (float(history[-1].get("elapsed_s", 0.0)) if history else 0.0), time.perf_counter()
     for epoch in range(start_epoch, recipe.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)
+        epoch_start = time.perf_counter()
         stats = train_one_epoch(s, train_loader, epoch, criterion)
+        train_s += time.perf_counter() - epoch_start
         ctx.share_buffers(s.bare)  # every rank evaluates its shard with the checkpointed BatchNorm statistics
         errors, _ = evaluate(s, val_loader)
-        record = {"epoch": epoch + 1, **stats, **{f"val_top{k}_err": errors[k] for k in (1, 5)}}
+        record = {"epoch": epoch + 1, **stats, **{f"val_top{k}_err": errors[k] for k in (1, 5)},
+                  "train_s": round(train_s, 3), "elapsed_s": round(elapsed_before + time.perf_counter() - loop_start, 3)}
         history.append(record)
         train_ips.append(stats["images_per_s"])
         ctx.save_checkpoint(epoch + 1, {
@@ -212,14 +229,18 @@ def train_classifier(spec: JobSpec, ctx: RunContext) -> dict[str, Any]:
     if recipe.ten_crop:
         final_loader = DataLoader(ctx.shard(Transformed(s.data.val, eval_transform(size, recipe, ten_crop=True))),
                                   max(1, batch // 10), num_workers=recipe.num_workers)
-    errors, eval_ips = evaluate(s, final_loader)
+    counter = TopKCounter(num_classes=s.data.num_classes)  # where the errors are: per class, and the confusion
+    errors, eval_ips = evaluate(s, final_loader, counter)
     result: dict[str, Any] = {"top1_err": errors[1], "top5_err": errors[5], "epochs_done": len(history),
                               "history": history, "metrics": {f"top{k}_err": errors[k] for k in TOP_K}}
     if not ctx.is_main:
         return result
-    test_loader = DataLoader(Transformed(s.data.test, eval_transform(size, recipe)), batch)
+    # issue #14: the challenge's kit images when the job names a kit (workers.datasets.kit), else the test split.
+    test_loader = DataLoader(Transformed(prediction_split(spec, s.data, ctx.log), eval_transform(size, recipe)), batch)
     result["metrics"].update({"ten_crop": recipe.ten_crop, "bf16_autocast": s.autocast, "channels_last": s.channels_last,
                               "val_images": len(s.data.val), "train_images": len(s.data.train)})
+    result["metrics"].update(class_report(*counter.class_counts(), s.data.class_names), confusion_split="val",
+                             time_to=time_to(history))
     if s.data.label_source:  # which file labelled val, and its SHA-256 (imagenet)
         result["metrics"]["label_source"] = s.data.label_source
     result.update({

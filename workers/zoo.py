@@ -34,12 +34,21 @@ class Arch:
     # Modules used in training only and dropped from the deployed model: torchvision's table counts
     # GoogLeNet without its two auxiliary classifiers (Inception v3's published weights keep AuxLogits).
     training_only: tuple[str, ...] = ()
+    # The workers.tasks loop that trains it: "classification" for a network of this zoo; "classical" for
+    # ILSVRC 2011's SIFT + Fisher vector + SVM pipeline, which has no network to build (workers.classical).
+    task: str = "classification"
+
+    @property
+    def is_network(self) -> bool:
+        return self.task == "classification"
 
     @property
     def recipe(self) -> Recipe:
         return FAMILY_RECIPES[self.family]
 
-    def build(self, num_classes: int, input_size: int | None = None, dropout: float | None = None) -> nn.Module:
+    def build(self, num_classes: int, input_size: int | None = None, dropout: float | None = None, *,
+              init: str = "", zero_init_residual: bool = False) -> nn.Module:
+        """The model; `init` and `zero_init_residual` are the recipe's (workers.recipes.Recipe.model_options)."""
         size = input_size or self.native_size
         if size < self.min_size:
             raise ValueError(f"{self.name} needs inputs of at least {self.min_size} px, got {size}")
@@ -49,11 +58,37 @@ class Arch:
             kwargs["aux_logits"] = self.has_aux(size)
         if dropout is not None and self.family in ("alexnet", "vgg", "googlenet", "inception"):
             kwargs["dropout"] = dropout
-        return self.builder(**kwargs)
+        if zero_init_residual and self.family == "resnet":  # torchvision's own switch; other families have no residual BN
+            kwargs["zero_init_residual"] = True
+        model = self.builder(**kwargs)
+        if init:
+            INITIALISERS[init](model)
+        return model
 
     def has_aux(self, size: int) -> bool:
         return self.aux_min_size is not None and size >= self.aux_min_size
 
+
+def kaiming_init(model: nn.Module) -> None:
+    """He et al. (2015)'s initialisation, as torchvision gives VGG: conv weights N(0, 2 / fan_out), linear N(0, 0.01),
+    biases 0, BN (1, 0). torchvision's AlexNet keeps PyTorch's default (uniform, gain 1/sqrt(3)), under which each
+    of its eight BN-free ReLU layers shrinks the signal: from scratch at 63 px it stays at chance for 8 epochs."""
+    from torch import nn
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.constant_(m.weight, 1)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.constant_(m.bias, 0)
+
+
+INITIALISERS: dict[str, Callable[[nn.Module], None]] = {"kaiming": kaiming_init}  # keys: workers.recipes.INITS
 
 ALEXNET = "ImageNet Classification with Deep Convolutional Neural Networks (Krizhevsky et al.)"
 VGG = "Very Deep Convolutional Networks for Large-Scale Image Recognition (Simonyan & Zisserman)"
@@ -88,6 +123,24 @@ for depth in (121, 161, 169, 201):
     _register(f"densenet{depth}", "densenet", DENSENET, 2016, 224, 32)
 
 
+def no_network(name: str, **kwargs: Any) -> nn.Module:
+    raise ValueError(f"{name} is not a network: workers.tasks.TASKS[{ARCHS[name].task!r}] trains it")
+
+
+# The lecture's classical row: ILSVRC 2011's winner (25.8% top-5 error; AlexNet's 15.3% a year later).
+# Native size: Sánchez et al. resized images to about 100,000 pixels; its SIFT grid scales with the input
+# (workers.classical.recipe), and 16 px still holds a few of its patches.
+ARCHS["sift_fv_svm"] = Arch(
+    "sift_fv_svm", "classical", "Improving the Fisher Kernel for Large-Scale Image Classification (Perronnin et al. "
+    "2010); Image Classification with the Fisher Vector (Sánchez et al. 2013)", 2011, 316, 16,
+    partial(no_network, "sift_fv_svm"), task="classical")
+
+
+def networks() -> list[str]:
+    """The architectures that are networks (every one but the classical pipeline): R-CNN's backbones."""
+    return [name for name, arch in ARCHS.items() if arch.is_network]
+
+
 def get_arch(name: str) -> Arch:
     try:
         return ARCHS[name]
@@ -116,7 +169,9 @@ def count_flops(model: nn.Module, size: int) -> float:
 
 def zoo_table(num_classes: int = 1000, names: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
-    for arch in map(get_arch, names) if names else ARCHS.values():
+    for arch in map(get_arch, names or networks()):
+        if not arch.is_network:
+            continue  # nothing to count: its parameters and FLOPs depend on the data (workers.classical)
         model = arch.build(num_classes)
         flops = count_flops(model, arch.native_size)
         rows.append({

@@ -9,6 +9,7 @@ import streamlit as st
 
 from db.engine import database_url
 from leaderboard import formatting as fmt
+from leaderboard import standings_view
 from leaderboard.cache import read
 from leaderboard.paging import fetch_page, page_key, page_picker
 from leaderboard.queries import (
@@ -157,6 +158,7 @@ def show_board(url: str, challenge: pd.Series) -> None:
     view = shown["view"]
     st.dataframe(view, hide_index=True, placeholder="", height=fmt.table_height(len(view)), column_config=column_config(task))
     page_picker(key, page, board, note="; the exports hold this page")
+    standings_view.show(challenge["slug"], metric)  # rank intervals; after the close, the private ranking
     ties = int((board["vs_leader"] == "not significantly different").sum())
     if ties:
         st.caption(f"{ties} entr{'y is' if ties == 1 else 'ies are'} not significantly different from the leader: "

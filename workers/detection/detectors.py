@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workers.tasks import entry_point
-from workers.zoo import ARCHS
+from workers.zoo import networks
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +86,7 @@ FASTER_RCNN_ARCHS = ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobile
 
 DETECTORS: dict[str, DetectorEntry] = {
     # R-CNN (Girshick et al., 2014) over any zoo backbone: the recipe's defaults are the paper's.
-    "rcnn": DetectorEntry("rcnn", tuple(ARCHS), "workers.detection.regions:RegionDetector"),
+    "rcnn": DetectorEntry("rcnn", tuple(networks()), "workers.detection.regions:RegionDetector"),
     # Faster R-CNN counts its batch in images and follows torchvision's reference (NMS 0.5, score >= 0.05);
     # it scores with its own softmax head: the SVMs are R-CNN's option.
     "faster_rcnn": DetectorEntry(
@@ -100,7 +100,7 @@ def detector_for(arch: str) -> DetectorEntry:
     for entry in DETECTORS.values():
         if arch in entry.archs:
             return entry
-    raise KeyError(f"unknown detector arch {arch!r}: a model-zoo backbone for R-CNN ({', '.join(ARCHS)}) "
+    raise KeyError(f"unknown detector arch {arch!r}: a model-zoo backbone for R-CNN ({', '.join(networks())}) "
                    f"or one of {', '.join(FASTER_RCNN_ARCHS)}")
 
 

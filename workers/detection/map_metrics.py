@@ -38,6 +38,8 @@ GroundTruth = dict[str, list[list[float]]]
 DetectionRow = tuple[str, int, float, float, float, float, float]
 COCO_IOUS = np.linspace(0.5, 0.95, 10)
 RECALL_IOUS = (0.5, 0.7)
+# Proposal budgets of the recall-against-count curve (Hosang et al., 2015): R-CNN's 2,000 and fewer.
+RECALL_COUNTS = (10, 20, 50, 100, 200, 500, 1000, 2000)
 VOC_IOU = 0.5
 AREA_RANGE = (0.0, 1e12)  # COCO's "all"; a box of negative area (x2 < x1) falls outside it and is ignored
 
@@ -234,3 +236,27 @@ def proposal_recall(proposals: Sequence[torch.Tensor], ground_truth: Sequence[to
             for props, gt in zip(proposals, ground_truth) if len(gt)]
     overlaps = torch.cat(best) if best else torch.zeros(0)
     return {f"recall@{t:g}": float((overlaps >= t).float().mean()) if len(overlaps) else 0.0 for t in thresholds}
+
+
+def recall_by_count(proposals: Sequence[torch.Tensor], ground_truth: Sequence[torch.Tensor],
+                    counts: Sequence[int] = RECALL_COUNTS, iou: float = 0.5) -> dict[str, float]:
+    """Recall at IoU `iou` when each image keeps only its first n proposals (best first), for each n up to the
+    most any image has: keys "recall@0.5@n". One IoU matrix per image; a running maximum over its proposals
+    gives every n at once."""
+    import torch
+    from torchvision.ops import box_iou
+
+    most = max((len(p) for p in proposals), default=0)
+    budgets = [n for n in counts if n <= most] or ([most] if most else [])
+    covered = {n: 0 for n in budgets}
+    boxes = 0
+    for props, gt in zip(proposals, ground_truth):
+        if not len(gt):
+            continue
+        boxes += len(gt)
+        if not len(props):
+            continue
+        running = torch.cummax(box_iou(gt, props), dim=1).values  # [g, j]: best IoU among the first j + 1
+        for n in budgets:
+            covered[n] += int((running[:, min(n, len(props)) - 1] >= iou).sum())
+    return {f"recall@{iou:g}@{n}": covered[n] / boxes if boxes else 0.0 for n in budgets}

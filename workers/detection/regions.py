@@ -22,7 +22,7 @@ from torchvision.ops import box_iou
 from workers.context import RunContext
 from workers.datasets.base import Splits
 from workers.detection.detectors import ImageDetections
-from workers.detection.map_metrics import proposal_recall
+from workers.detection.map_metrics import proposal_recall, recall_by_count
 from workers.detection.proposals import ProposalCache, Proposals, get_method
 from workers.detection.rcnn import (
     BOX_CODER,
@@ -269,5 +269,5 @@ class RegionDetector:
                 seconds.append(found.seconds)
             per_image, spent = float(np.mean([len(b) for b in boxes])), float(np.mean(seconds))
             stats[method] = {**proposal_recall(boxes, gt), "per_image": per_image, "seconds_per_image": spent,
-                             "per_second": per_image / max(spent, 1e-9)}
+                             "per_second": per_image / max(spent, 1e-9), **recall_by_count(boxes, gt)}
         return stats
