@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from db.engine import session_scope
 from db.schema import Run
+from workers.tasks import tasks_scored_as
 
 RUN_FIELDS = ("job_id", "arch", "dataset", "seed", "top1_err", "top5_err", "params", "flops", "input_size",
               "train_ips", "wall_s", "git_commit", "metrics", "finished_at")
@@ -45,10 +46,12 @@ class Exported:
 
 
 def suite_runs(url: str | None, suite: str) -> pd.DataFrame:
-    """The suite's finished classification runs that have a top-1 error; of runs of one architecture, dataset
-    and seed (a suite edited and run again), only the newest finished, so each seed counts once."""
+    """The suite's finished classification runs (the networks' and the classical pipeline's) that have a top-1
+    error; of runs of one architecture, dataset and seed (a suite edited and run again), only the newest finished,
+    so each seed counts once."""
     query = (select(*[getattr(Run, c) for c in RUN_FIELDS])
-             .where(Run.suite == suite, Run.state == "done", Run.task == "classification", Run.top1_err.is_not(None)))
+             .where(Run.suite == suite, Run.state == "done", Run.task.in_(tasks_scored_as("classification")),
+                    Run.top1_err.is_not(None)))
     with session_scope(url) as s:
         rows = [tuple(row) for row in s.connection().execute(query)]
     frame = pd.DataFrame(rows, columns=list(RUN_FIELDS))
