@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from db.schema import Challenge, Submission, Team
 from leaderboard import scoring
 from leaderboard.errors import ChallengeError
-from leaderboard.submissions import MAX_BYTES, Classifications, validate
 
 THRESHOLD = 0.8
 Z_MIN = 5.0
@@ -84,17 +83,6 @@ def pair_statistics(guess_a: np.ndarray, guess_b: np.ndarray, labels: np.ndarray
     return agreement, n_both, same_wrong, chance, excess, z
 
 
-def _top1(session: Session, challenge: Challenge, row: Submission) -> np.ndarray:
-    truth = scoring._truth(session, challenge)
-    if row.file_data is None:
-        raise ChallengeError(f"submission {row.id} has no stored file")
-    parsed = validate(challenge.task, row.file_data, "stored-upload", truth.ids, list(challenge.class_names),
-                      max(MAX_BYTES, len(row.file_data)))
-    if not isinstance(parsed, Classifications):
-        raise ChallengeError(f"submission {row.id} is not a classification file")
-    return parsed.guesses[:, 0]
-
-
 def near_duplicates(session: Session, challenge: Challenge, threshold: float = THRESHOLD, z_min: float = Z_MIN,
                     every_submission: bool = False, with_official: bool = False) -> list[Pair]:
     """Every pair of teams on `challenge`, most similar first; `flagged` marks those at or past the threshold.
@@ -117,8 +105,9 @@ def near_duplicates(session: Session, challenge: Challenge, threshold: float = T
     for row, team in session.execute(query):
         if every_submission or not entries or entries[-1][0] != row.team_id:
             entries.append((row.team_id, team, row))
-    labels = np.asarray(scoring._truth(session, challenge).values, dtype=np.int64)  # stays in this function
-    guesses = [_top1(session, challenge, row) for _, _, row in entries]
+    parsed = [scoring.stored_classifications(session, challenge, row) for _, _, row in entries]
+    guesses = [g[:, 0] for g, _ in parsed]
+    labels = parsed[0][1] if parsed else np.zeros(0, np.int64)  # stays in this function
     pairs = []
     for (i, (team_a, name_a, a)), (j, (team_b, name_b, b)) in itertools.combinations(enumerate(entries), 2):
         if team_a == team_b:

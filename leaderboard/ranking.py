@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from db.schema import Challenge, Submission
 from leaderboard import scoring
 from leaderboard.errors import ChallengeError
-from leaderboard.submissions import MAX_BYTES, Classifications, validate
 from workers.metric_registry import first_hit_rank
 
 REPLICATES = 1000
@@ -219,15 +218,9 @@ def _entry_hits(session: Session, challenge: Challenge, row: Submission, k: int)
             _HITS.move_to_end(key)
             packed = _HITS[key]
             return np.unpackbits(packed[8:], count=int(packed[:8].view(np.uint64)[0])).astype(bool)
-    truth = scoring._truth(session, challenge)  # scoring keeps the labels; only hit/miss leaves this function
-    if row.file_data is None:
-        raise ChallengeError(f"submission {row.id} has no stored file")
-    parsed = validate(challenge.task, row.file_data, "stored-upload", truth.ids, list(challenge.class_names),
-                      max(MAX_BYTES, len(row.file_data)))
-    if not isinstance(parsed, Classifications):
-        raise ChallengeError(f"submission {row.id} is not a classification file")
+    guesses, labels = scoring.stored_classifications(session, challenge, row)  # only hit/miss leaves this function
     # A miss is ranked k_file (the file's guess count): with fewer guesses than k it must not read as a hit.
-    hits = first_hit_rank(parsed.guesses, np.asarray(truth.values, dtype=np.int64)) < min(k, parsed.guesses.shape[1])
+    hits = first_hit_rank(guesses, labels) < min(k, guesses.shape[1])
     n = np.array([len(hits)], dtype=np.uint64).view(np.uint8)
     with _HITS_LOCK:
         _HITS[key] = np.concatenate([n, np.packbits(hits)])

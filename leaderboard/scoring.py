@@ -141,6 +141,22 @@ def _truth(session: Session, challenge: Challenge) -> _Truth:
     return truth
 
 
+def stored_classifications(session: Session, challenge: Challenge, row: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A stored classification submission (`row`, its file_data loaded), parsed and checked against the held
+    labels: its guesses (images x k, best first, in the sorted test ids' order) and the labels beside them. For
+    the host's analyses of stored files (rank intervals, near-duplicates), in the process holding the labels' role."""
+    from leaderboard.submissions import MAX_BYTES, validate
+
+    truth = _truth(session, challenge)
+    if row.file_data is None:
+        raise ChallengeError(f"submission {row.id} has no stored file")
+    parsed = validate(challenge.task, row.file_data, "stored-upload", truth.ids, list(challenge.class_names),
+                      max(MAX_BYTES, len(row.file_data)))
+    if not isinstance(parsed, Classifications):
+        raise ChallengeError(f"submission {row.id} is not a classification file")
+    return parsed.guesses, np.asarray(truth.values, dtype=np.int64)
+
+
 def forget_held_labels() -> None:
     """Drop the cached labels, so the next scoring reads the table again (rescoring after a fix)."""
     with _TRUTH_LOCK:
