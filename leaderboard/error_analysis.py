@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 HEATMAP_CLASSES = 30  # above this, the heatmap shows the classes with the most errors (1000 x 1000 cells helps no one)
+LABEL_PX, DECORATION_PX = 90, 160  # a class name's room on an axis; the title, labels and legend around the cells
 BY_COUNT = re.compile(r"^recall@([0-9.]+)@(\d+)$")
 
 
@@ -109,21 +110,31 @@ def confusion_heatmap(run: dict[str, Any], limit: int = HEATMAP_CLASSES) -> Any:
     total = 0 if matrix is None else len(matrix)
     title = "validation confusion (row-normalised)" + ("" if shown == total else
                                                         f": the {shown} of {total} classes with the most errors")
-    side = max(160, min(600, 18 * shown))
+    # Streamlit sizes a chart with autosize "fit": width and height include the title, the axes' labels and the
+    # legend, so the cells get the side and the decorations get their own room on top of it.
+    side = max(200, min(540, 18 * shown)) + DECORATION_PX
+    axis = alt.Axis(labelLimit=LABEL_PX)
     return (alt.Chart(cells).mark_rect()
-            .encode(x=alt.X("predicted:N", sort=order, title="predicted"),
-                    y=alt.Y("true:N", sort=order, title="true class"),
+            .encode(x=alt.X("predicted:N", sort=order, title="predicted", axis=axis),
+                    y=alt.Y("true:N", sort=order, title="true class", axis=axis),
                     color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="share"),
-                    tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".1%")])
+                    tooltip=["true", "predicted", "images", alt.Tooltip("share:Q", format=".2%")])
             .properties(width=side, height=side, title=title))
 
 
+def _time_to(run: dict[str, Any]) -> list[Any]:
+    """A row's time-to-accuracy records: its `time_to` column (leaderboard.queries.time_to_runs reads only that
+    JSON path) or its metrics' entry; [] when not recorded."""
+    stored = run["time_to"] if "time_to" in run else _metrics(run).get("time_to")
+    return stored if isinstance(stored, list) else []
+
+
 def time_to_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per run (rows with job_id, arch, dataset, seed, metrics) and threshold: the first epoch, training seconds
-    and elapsed seconds at which validation top-1 error reached it (NaN: never)."""
+    """Per run (rows with job_id, arch, dataset, seed, and metrics or time_to) and threshold: the first epoch,
+    training seconds and elapsed seconds at which validation top-1 error reached it (NaN: never)."""
     rows = []
     for _, run in runs.iterrows():
-        for entry in _metrics(dict(run)).get("time_to") or []:
+        for entry in _time_to(dict(run)):
             if isinstance(entry, dict):
                 rows.append({"job_id": run["job_id"], "arch": run["arch"], "dataset": run["dataset"],
                              "seed": run["seed"], "threshold": entry.get("threshold"), "epoch": entry.get("epoch"),
@@ -131,6 +142,18 @@ def time_to_frame(runs: pd.DataFrame) -> pd.DataFrame:
     columns = ["job_id", "arch", "dataset", "seed", "threshold", "epoch", "train_s", "elapsed_s"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({c: float for c in ("threshold", "epoch", "train_s", "elapsed_s")})
+
+
+def time_to_summary(times: pd.DataFrame) -> pd.DataFrame:
+    """DAWNBench's figure per architecture, dataset and threshold (from time_to_frame): how many runs recorded
+    it, how many reached it, and the median training seconds of those that did (NaN: none did)."""
+    columns = ["arch", "dataset", "threshold", "runs", "reached", "train_s"]
+    if times.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = times.assign(hit=times["epoch"].notna()).groupby(["arch", "dataset", "threshold"], sort=True)
+    summary = grouped.agg(runs=("job_id", "nunique"), reached=("hit", "sum"),
+                          train_s=("train_s", lambda s: s.dropna().median()))
+    return summary.reset_index()[columns].astype({"runs": int, "reached": int, "train_s": float})
 
 
 def error_vs_time_chart(histories: pd.DataFrame, time: str = "train_s") -> Any:
@@ -180,6 +203,8 @@ def recall_by_count_chart(runs: pd.DataFrame) -> Any:
     data["line"] = data["method"] + " · " + data["job_id"].str[:8]
     return (alt.Chart(data).mark_line(point=True)
             .encode(x=alt.X("proposals:Q", scale=alt.Scale(type="log"), title="proposals per image (log)"),
-                    y=alt.Y("recall:Q", scale=alt.Scale(domain=[0, 1]), title="recall at IoU 0.5"),
-                    color="method:N", detail="line:N", tooltip=["method", "proposals", "recall", "job_id"])
+                    y=alt.Y("recall:Q", scale=alt.Scale(domain=[0, 1]), title="recall at IoU 0.5",
+                            axis=alt.Axis(format=".0%")),
+                    color="method:N", detail="line:N",
+                    tooltip=["method", "proposals", alt.Tooltip("recall:Q", format=".2%"), "job_id"])
             .properties(title="proposal recall against proposal count"))

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Float, cast, func, select, union_all
+from sqlalchemy import Float, and_, cast, func, select, union_all
 
 from db.engine import session_scope
 from db.schema import Challenge, Run, Submission, Team
-from leaderboard import scoring
+from leaderboard import phases, scoring
 from workers.metric_registry import (
     METRICS,
     PRIMARY,
@@ -142,41 +142,44 @@ def _official_teams() -> Any:
     return select(Team.id).where(Team.official)
 
 
-def _entries(challenge: int) -> Any:
+def _entries(challenge: int, shown: list[Any]) -> Any:
     """The board's entries (id, primary_score, created_at): each team's best submission, and for an official
     team every submission (each baseline run is an entry of its own; a run is submitted once per challenge).
+    `shown`: WHERE terms leaving out the submissions whose scores a hidden phase withholds (phases.shown_clause).
 
     A team's best is the lowest primary score, then the earliest, then the lowest id: MIN per team on the
     index (challenge, team, score), then the tie-break over the rows at that score only. The LEFT JOIN keeps
     SQLite's planner from scanning every submission of the challenge to look the 1,000 minima up.
     """
     best = (select(Submission.team_id, func.min(Submission.primary_score).label("score"))
-            .where(Submission.challenge_id == challenge, Submission.team_id.not_in(_official_teams()))
+            .where(Submission.challenge_id == challenge, Submission.team_id.not_in(_official_teams()), *shown)
             .group_by(Submission.team_id).subquery())
     tied = (select(Submission.id, Submission.primary_score, Submission.created_at,
                    func.row_number().over(partition_by=Submission.team_id,
                                           order_by=(Submission.created_at, Submission.id)).label("tie"))
             .select_from(best)
-            .outerjoin(Submission, (Submission.challenge_id == challenge) & (Submission.team_id == best.c.team_id)
-                       & (Submission.primary_score == best.c.score))).subquery()
+            .outerjoin(Submission, and_(Submission.challenge_id == challenge, Submission.team_id == best.c.team_id,
+                                        Submission.primary_score == best.c.score, *shown))).subquery()
     regular = select(tied.c.id, tied.c.primary_score, tied.c.created_at).where(tied.c.tie == 1)
     official = (select(Submission.id, Submission.primary_score, Submission.created_at)
-                .where(Submission.challenge_id == challenge, Submission.team_id.in_(_official_teams())))
+                .where(Submission.challenge_id == challenge, Submission.team_id.in_(_official_teams()), *shown))
     return union_all(regular, official).subquery()
 
 
 def _page(s: Any, challenge: int, best_only: bool, limit: int | None, offset: int) -> tuple[dict[int, int], int]:
     """Submission id -> rank (1 + how many rows score better: ties share a rank) of one page of the board,
-    and how many rows the whole board has. `challenge` is an id, not a subquery: PostgreSQL plans for the value."""
+    and how many rows the whole board has. `challenge` is an id, not a subquery: PostgreSQL plans for the value.
+    Submissions of a hidden phase are left out while it withholds their scores (leaderboard.phases.withheld)."""
+    shown = phases.shown_clause(phases.withheld(s, challenge))
     if best_only:
-        entries = _entries(challenge)
+        entries = _entries(challenge, shown)
         rows = s.execute(select(entries.c.id, entries.c.primary_score)
                          .order_by(entries.c.primary_score, entries.c.created_at, entries.c.id)).all()
         ranks = pd.Series([score for _, score in rows], dtype=float).rank(method="min").astype(int).tolist()
         end = None if limit is None else offset + limit
         return {int(i): r for (i, _), r in zip(rows[offset:end], ranks[offset:end])}, len(rows)
-    total = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge)) or 0)
-    rows = s.execute(select(Submission.id, Submission.primary_score).where(Submission.challenge_id == challenge)
+    total = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge, *shown)) or 0)
+    rows = s.execute(select(Submission.id, Submission.primary_score).where(Submission.challenge_id == challenge, *shown)
                      .order_by(Submission.primary_score, Submission.created_at, Submission.id)
                      .limit(limit).offset(offset)).all()
     if not rows:
@@ -184,7 +187,7 @@ def _page(s: Any, challenge: int, best_only: bool, limit: int | None, offset: in
     # Rows before the page score at most the page's lowest score, so the ranks need one count: of the rows
     # below that lowest score (for the rows tied with it); the others rank after everything before the page.
     lowest = rows[0][1]
-    below = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge,
+    below = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge, *shown,
                                                    Submission.primary_score < lowest)) or 0)
     within = pd.Series([score for _, score in rows], dtype=float).rank(method="min").astype(int) - 1
     ranks = [below + 1 if score == lowest else offset + w + 1 for (_, score), w in zip(rows, within.tolist())]
@@ -329,7 +332,26 @@ def team_submissions(url: str | None, team: str) -> pd.DataFrame:
     history["score"] = [scoring.metric_value(m, p) for m, p in zip(raw["metric"], raw["primary_score"])]
     for key in listed_metrics():
         history[key] = [_score(scores, key) for scores in raw["scores"]]
-    return history
+    return _withhold(url, history, ["score", *listed_metrics()])
+
+
+def _withhold(url: str | None, frame: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
+    """`frame` (columns challenge, created_at) with the `scores` of each row a hidden phase withholds blanked, and
+    a `status` column saying until when (leaderboard.phases.withheld); "" where the scores are shown."""
+    frame["status"] = ""
+    if frame.empty:
+        return frame
+    with session_scope(url) as s:
+        connection = s.connection()
+        ids = connection.execute(select(Challenge.slug, Challenge.id)
+                                 .where(Challenge.slug.in_(set(frame["challenge"])))).all()
+        spans = {slug: phases.withheld(connection, cid) for slug, cid in ids}
+    for index, slug, made in zip(frame.index, frame["challenge"], frame["created_at"]):
+        hidden = phases.withholding(spans.get(slug, []), pd.Timestamp(made).to_pydatetime())
+        if hidden is not None:
+            frame.loc[index, scores] = float("nan")
+            frame.loc[index, "status"] = hidden.note()
+    return frame
 
 
 # --- benchmark runs ----------------------------------------------------------------------------
@@ -378,6 +400,20 @@ def architecture_points(url: str | None = None, datasets: list[str] | None = Non
     frame = _frame(url, query, columns)
     return frame.astype({"top1_acc": float, "params_m": float, "gflops": float, "runs": int, "top1_err": float,
                          "top5_err": float, "wall_s": float})
+
+
+def time_to_runs(url: str | None = None, datasets: list[str] | None = None, families: list[str] | None = None,
+                 suites: list[str] | None = None) -> pd.DataFrame:
+    """The finished classification runs the filters keep that recorded their time to accuracy: job_id, arch,
+    dataset, seed and `time_to` (workers.metrics.time_to's list). Only that JSON path is read, not the whole
+    metrics, which hold the run's confusion matrix."""
+    time_to = Run.metrics["time_to"]
+    query = (select(Run.job_id, Run.arch, Run.dataset, Run.seed, time_to)
+             .where(*_finished(datasets, families, suites), Run.top1_err.is_not(None))
+             .order_by(Run.arch, Run.dataset, Run.job_id))
+    frame = _frame(url, query, ("job_id", "arch", "dataset", "seed", "time_to"))
+    recorded = frame["time_to"].map(lambda t: isinstance(t, list) and bool(t)).astype(bool)
+    return frame[recorded].reset_index(drop=True)
 
 
 def histories_frame(url: str | None, job_ids: list[str]) -> pd.DataFrame:
@@ -450,4 +486,4 @@ def run_submissions(url: str | None, job_id: str) -> pd.DataFrame:
              .order_by(Submission.created_at))
     raw = _frame(url, query, columns)
     raw["score"] = [scoring.metric_value(m, p) for m, p in zip(raw["metric"], raw["primary_score"])]
-    return raw[["challenge", "metric", "score", "created_at", "submission_id"]]
+    return _withhold(url, raw[["challenge", "metric", "score", "created_at", "submission_id"]].copy(), ["score"])

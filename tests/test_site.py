@@ -30,6 +30,7 @@ from leaderboard.queries import (
     leaderboard,
     run_record,
     team_submissions,
+    time_to_runs,
 )
 from leaderboard.quota import submit
 from leaderboard.site_data import TIMM_COLUMNS, board_csv, board_json
@@ -102,13 +103,46 @@ def classification_run(tmp: Path, arch: str, family: str, params: int, flops: fl
                finished_at=T0 - timedelta(days=1), **provenance(tmp, arch))
 
 
+ANALYSED = "job-resnet18"  # the run whose metrics say where its errors are; the others are from before
+CLASS_NAMES = [f"shape {i}" for i in range(OPTIONS["num_classes"])]
+# Off-diagonal cells (true, predicted) -> images of a 10-class confusion matrix with 50 validation images a
+# class: 110 mistakes, resnet18's 22% top-1 error; (3, 5) the most confused pair.
+MISTAKES = {(3, 5): 17, (5, 3): 12, (8, 1): 11, (1, 8): 9, (2, 7): 9, (7, 2): 8, (0, 9): 7, (9, 0): 6, (4, 6): 6,
+            (6, 4): 5, (3, 8): 5, (2, 1): 4, (6, 0): 4, (4, 1): 3, (9, 5): 3, (0, 3): 1}
+
+
+def error_report() -> dict:
+    """What workers.metrics.class_report and time_to store for a run (test_error_analysis checks that shape
+    against a trained run): per-class errors, the confusion matrix, the most-confused pairs, time to accuracy."""
+    c, per_class = OPTIONS["num_classes"], 50
+    confusion = np.zeros((c, c), dtype=int)
+    for (true, predicted), images in MISTAKES.items():
+        confusion[true, predicted] = images
+    np.fill_diagonal(confusion, per_class - confusion.sum(axis=1))
+    top1_err = 1 - np.diag(confusion) / per_class
+    top5_err = [round(float((per_class - confusion[i, i]) // 3) / per_class, 6) for i in range(c)]
+    pairs = sorted(MISTAKES.items(), key=lambda item: -item[1])[:10]
+    return {"val_images": c * per_class, "confusion_split": "val", "class_names": CLASS_NAMES,
+            "per_class": {"images": [per_class] * c, "top1_err": [round(float(e), 6) for e in top1_err],
+                          "top5_err": top5_err},
+            "confusion": confusion.tolist(),
+            "most_confused": [{"true": t, "predicted": p, "images": n, "share": round(n / per_class, 6)}
+                              for (t, p), n in pairs],
+            # History 0.42, 0.32, 0.22 (classification_run): 50% at epoch 1, 25% at epoch 3, 10% and 5% never.
+            "time_to": [{"metric": "val_top1_err", "threshold": t, "epoch": e, "train_s": s, "elapsed_s": el}
+                        for t, e, s, el in ((0.5, 1, 14.0, 15.2), (0.25, 3, 42.0, 46.25), (0.1, None, None, None),
+                                            (0.05, None, None, None))]}
+
+
 def detection_runs(tmp: Path) -> list[Run]:
     metrics = {"detector": "rcnn", "ap50": {"circle": 0.8, "square": 0.55, "triangle": 0.51},
                "ap_coco": {"circle": 0.41, "square": 0.3, "triangle": 0.22},
                "proposals": {"selective_search": {"recall@0.5": 0.93, "recall@0.7": 0.71, "per_image": 1800.0,
-                                                  "seconds_per_image": 0.9},
+                                                  "seconds_per_image": 0.9, "recall@0.5@10": 0.31,
+                                                  "recall@0.5@100": 0.74, "recall@0.5@1000": 0.9},
                              "sliding_window": {"recall@0.5": 0.64, "recall@0.7": 0.22, "per_image": 900.0,
-                                                "seconds_per_image": 0.01}},
+                                                "seconds_per_image": 0.01, "recall@0.5@10": 0.04,
+                                                "recall@0.5@100": 0.27}},
                "map50_by_proposals": {"selective_search": 0.62, "sliding_window": 0.37}}
     common = {"suite": "voc", "task": "detection", "family": "detector", "dataset": "synthetic-scenes", "seed": 0,
               "state": "done", "params": 57_000_000, "flops": 2.9e11, "input_size": 224,
@@ -153,7 +187,10 @@ def populate(url: str, tmp: Path) -> dict[str, str]:
         tokens = {name: create_team(session, name) for name in ("alpha", "beta", "delta")}
         create_team(session, BASELINE_TEAM, official=True)
         for arch, family, _, _, params, flops, top1, top5 in BASELINES:
-            session.add(classification_run(tmp, arch, family, params, flops, top1, top5))
+            run = classification_run(tmp, arch, family, params, flops, top1, top5)
+            if run.job_id == ANALYSED:
+                run.metrics = {**run.metrics, **error_report()}
+            session.add(run)
         session.add_all(detection_runs(tmp) + campaign_runs())
     labels = held_labels(url)
     with session_scope(url) as session:
@@ -357,6 +394,65 @@ def test_architectures_lists_finished_runs_filters_and_charts(url: str) -> None:
     assert app.multiselect[4].label == "Series" and app.multiselect[4].value == ["val_top1_err", "val_top5_err"]
 
 
+def timed_runs(tmp: Path) -> list[Run]:
+    """Finished runs with their training seconds per epoch and time to accuracy (two resnet18 seeds, one
+    alexnet), one from before either was recorded (vgg11), and a failed one that recorded them."""
+    runs = []
+    for arch, family, seed, errors, seconds in (("resnet18", "resnet", 0, (0.45, 0.2, 0.15), (10.0, 20.0, 30.0)),
+                                                ("resnet18", "resnet", 1, (0.48, 0.3, 0.26), (12.0, 24.0, 36.0)),
+                                                ("alexnet", "alexnet", 0, (0.7, 0.55, 0.4), (20.0, 40.0, 60.0))):
+        run = classification_run(tmp, arch, family, 11_181_642, 1.82e9, errors[-1], errors[-1] / 3)
+        run.job_id, run.seed = f"job-{arch}-{seed}", seed
+        run.history = [{"epoch": e, "val_top1_err": err, "train_s": t, "elapsed_s": t + 1.0}
+                       for e, (err, t) in enumerate(zip(errors, seconds), start=1)]
+        firsts = {t: next((h for h in run.history if h["val_top1_err"] <= t), None) for t in (0.5, 0.25, 0.1, 0.05)}
+        run.metrics = {**run.metrics, "time_to": [
+            {"metric": "val_top1_err", "threshold": t, "epoch": h and h["epoch"], "train_s": h and h["train_s"],
+             "elapsed_s": h and h["elapsed_s"]} for t, h in firsts.items()]}
+        runs.append(run)
+    failed = classification_run(tmp, "densenet121", "densenet", 7_978_856, 2.9e9, 0.3, 0.1)
+    failed.state, failed.metrics = "failed", runs[0].metrics
+    return [*runs, classification_run(tmp, "vgg11", "vgg", 128_807_306, 7.6e9, 0.41, 0.18), failed]
+
+
+def test_architectures_time_to_accuracy_and_error_against_training_time(tmp_path, monkeypatch) -> None:
+    url = create_schema(f"sqlite:///{tmp_path / 'timed.db'}")
+    with session_scope(url) as session:
+        session.add_all(timed_runs(tmp_path))
+    monkeypatch.setenv("CONVBENCH_DB", url)
+    app = open_page("architectures")
+    assert any(h.value == "Time to accuracy" for h in app.subheader)
+    table = frame_with(app, "to 50.00% top-1 err")
+    # The median over the runs that got there, and how many did; blank where none did; quickest to the
+    # hardest threshold reached first. vgg11 recorded nothing, densenet121 did not finish: neither is listed.
+    assert list(table["architecture"]) == ["resnet18", "alexnet"] and list(table["runs"]) == ["2", "1"]
+    assert list(table["to 50.00% top-1 err"]) == ["11 s", "1 min 00 s"]
+    assert list(table["to 25.00% top-1 err"]) == ["20 s (1 of 2 runs)", ""]
+    assert list(table["to 10.00% top-1 err"]) == ["", ""] and list(table["to 5.00% top-1 err"]) == ["", ""]
+    # Beside the curves by epoch, the chosen runs' validation error against the seconds they trained.
+    (timed,) = [c for c in app.get("vega_lite_chart") if "training seconds" in c.proto.spec]
+    rows = chart_rows(timed)
+    assert sorted(zip(rows["train_s"], rows["top-1 error (%)"].round(6))) == [
+        (10.0, 45.0), (12.0, 48.0), (20.0, 20.0), (20.0, 70.0), (24.0, 30.0), (30.0, 15.0), (36.0, 26.0),
+        (40.0, 55.0), (60.0, 40.0)]
+    # Runs from before: no section, no chart, no error.
+    app.multiselect[1].set_value(["vgg"]).run()
+    assert not app.exception and not [h for h in app.subheader if h.value == "Time to accuracy"]
+    assert not [c for c in app.get("vega_lite_chart") if "training seconds" in c.proto.spec]
+
+
+def test_time_to_runs_reads_only_its_json_path_on_both_databases(db_url: str, tmp_path) -> None:
+    create_schema(db_url)
+    with session_scope(db_url) as session:
+        session.add_all(timed_runs(tmp_path))
+    runs = time_to_runs(db_url)
+    assert list(runs["job_id"]) == ["job-alexnet-0", "job-resnet18-0", "job-resnet18-1"]
+    assert [t["threshold"] for t in runs["time_to"][1]] == [0.5, 0.25, 0.1, 0.05]
+    assert runs["time_to"][1][1]["train_s"] == 20.0 and runs["time_to"][2][1]["epoch"] is None
+    assert list(time_to_runs(db_url, families=["alexnet"])["job_id"]) == ["job-alexnet-0"]
+    assert time_to_runs(db_url, families=["vgg"]).empty
+
+
 def test_detection_page_per_class_and_proposals(url: str) -> None:
     app = open_page("detection")
     overall = app.dataframe[0].value
@@ -493,6 +589,80 @@ def test_run_detail_unknown_job_and_missing_log(url: str) -> None:
     assert "No run with job id 'job-nope'" in app.warning[0].value
     app.selectbox[0].set_value("job-rcnn-old").run()
     assert not app.exception and any("No log recorded" in c.value for c in app.caption)
+
+
+def chart_rows(chart) -> pd.DataFrame:
+    """The rows a chart element draws: Streamlit sends a chart's data beside its spec, as Arrow."""
+    import pyarrow as pa
+
+    (dataset,) = chart.proto.datasets
+    return pa.ipc.open_stream(dataset.data.data).read_all().to_pandas()
+
+
+def frame_with(app: AppTest, column: str) -> pd.DataFrame:
+    """The page's one table that has `column`."""
+    found = [d.value for d in app.dataframe if column in d.value.columns]
+    assert len(found) == 1, [list(d.value.columns) for d in app.dataframe]
+    return found[0]
+
+
+def test_run_detail_shows_where_the_errors_are(url: str) -> None:
+    app = open_page("run", job=ANALYSED)
+    assert any(h.value == "Where the errors are" for h in app.subheader)
+    stored = run_record(url, ANALYSED)["metrics"]
+    # The heatmap: a rect chart of the stored matrix, row-normalised, every image counted once.
+    charts = app.get("vega_lite_chart")
+    heatmaps = [c for c in charts if json.loads(c.proto.spec)["mark"]["type"] == "rect"]
+    assert len(heatmaps) == 1 and len(charts) == 1 + 3  # beside the three learning curves
+    cells = chart_rows(heatmaps[0]).set_index(["true", "predicted"])
+    matrix = np.asarray(stored["confusion"])
+    assert len(cells) == matrix.size and cells["images"].sum() == matrix.sum() == 500
+    assert tuple(cells.loc[("shape 3", "shape 5")]) == (17, pytest.approx(17 / 50))
+    assert tuple(cells.loc[("shape 3", "shape 3")]) == (matrix[3, 3], pytest.approx(matrix[3, 3] / 50))
+    # Per class: the stored errors, in the site's percent, worst top-1 first.
+    per_class = frame_with(app, "top-5 err")
+    names, errors = stored["class_names"], stored["per_class"]
+    expected = {names[i]: (f"{100 * errors['top1_err'][i]:.2f}%", f"{100 * errors['top5_err'][i]:.2f}%")
+                for i in range(10)}
+    assert {c: (t1, t5) for c, t1, t5 in zip(per_class["class"], per_class["top-1 err"], per_class["top-5 err"])} \
+        == expected
+    assert list(per_class["images"]) == ["50"] * 10
+    shown = [percent_value(e) for e in per_class["top-1 err"]]
+    assert shown == sorted(shown, reverse=True) and per_class["class"][0] == "shape 3"  # 3 -> 5 and 3 -> 8
+    # Most confused: the matrix's largest off-diagonal cell on top, named.
+    confused = frame_with(app, "predicted as")
+    off = matrix - np.diag(np.diag(matrix))
+    true, predicted = np.unravel_index(off.argmax(), off.shape)
+    assert (confused["true class"][0], confused["predicted as"][0]) == (names[true], names[predicted])
+    assert (confused["images"][0], confused["share of the class"][0]) == ("17", "34.00%")
+    assert len(confused) == len(stored["most_confused"]) == 10
+    # Time to accuracy: the thresholds reached, with their training seconds; the others blank.
+    times = frame_with(app, "training time")
+    assert list(times["top-1 err at most"]) == ["50.00%", "25.00%", "10.00%", "5.00%"]
+    assert list(times["epoch"]) == ["1", "3", "not reached", "not reached"]
+    assert list(times["training time"]) == ["14 s", "42 s", "", ""]
+    assert list(times["time since the start"]) == ["15 s", "46 s", "", ""]
+    # The Metrics JSON leaves out what the section shows (at 1000 classes, tens of thousands of numbers).
+    shown_metrics = json.loads(app.json[2].value)
+    assert shown_metrics["top1_err"] == 0.22 and shown_metrics["confusion_split"] == "val"
+    assert not {"confusion", "per_class", "most_confused", "class_names", "time_to"} & set(shown_metrics)
+
+
+def test_run_detail_of_a_run_from_before_shows_nothing_extra(url: str) -> None:
+    for job in ("job-vgg11", "job-rcnn-old", "job-failed"):
+        app = open_page("run", job=job)
+        assert not app.exception
+        assert not [h for h in app.subheader if h.value in ("Where the errors are",
+                                                            "Proposal recall against proposal count")]
+        assert not [d for d in app.dataframe if "predicted as" in d.value.columns]
+    # A detection run with recall by proposal count draws it, one line per method.
+    app = open_page("run", job="job-rcnn")
+    assert any(h.value == "Proposal recall against proposal count" for h in app.subheader)
+    (chart,) = [c for c in app.get("vega_lite_chart") if "proposals per image" in c.proto.spec]
+    rows = chart_rows(chart)
+    assert sorted(zip(rows["method"], rows["proposals"], rows["recall"])) == [
+        ("selective_search", 10, 0.31), ("selective_search", 100, 0.74), ("selective_search", 1000, 0.9),
+        ("sliding_window", 10, 0.04), ("sliding_window", 100, 0.27)]
 
 
 def test_campaign_counts_states_and_shows_failures(url: str) -> None:

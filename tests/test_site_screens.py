@@ -26,9 +26,11 @@ VIEW_HEIGHT = 900
 # page address -> (its title, the charts it draws on the test database)
 PAGES = {
     "": ("Leaderboard", 1), "about": ("About convbench", 1), "architectures": ("Architectures", 4),
-    "detection": ("Detection", 2), "run?job=job-vgg11": ("Run detail", 3), "campaign": ("Campaign", 2),
+    "detection": ("Detection", 3), "run?job=job-vgg11": ("Run detail", 3), "campaign": ("Campaign", 2),
     "submit": ("Submit predictions", 0),
+    "run?job=job-resnet18": ("Run detail", 4),  # where its errors are: per class, the heatmap, time to accuracy
 }
+SHOT_NAMES = {"run?job=job-resnet18": "run-errors"}  # a second view of a page: a screenshot of its own
 if (ROOT / "leaderboard" / "views" / "data.py").is_file():  # another page of the site, when it is there
     PAGES["data"] = ("", 0)
 MISSING = {"none", "nan", "nat", "<na>", "null"}
@@ -87,7 +89,7 @@ def test_every_page_at_desktop_and_phone_width(site, tmp_path) -> None:  # noqa:
                     if title:
                         page.get_by_role("heading", name=title, exact=True).first.wait_for()
                     finished(page, charts)
-                    name = (address.split("?")[0] or "leaderboard")
+                    name = SHOT_NAMES.get(address) or address.split("?")[0] or "leaderboard"
                     whole_page(page, width, folder / f"{name}-{device}.png")
                     shown = cells(page)
                     problems += [f"{name} ({device}): cell {c!r}" for c in shown

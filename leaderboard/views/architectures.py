@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
+from leaderboard import error_analysis
 from leaderboard import formatting as fmt
 from leaderboard.cache import read
 from leaderboard.paging import fetch_page, page_key, page_picker
@@ -18,6 +19,7 @@ from leaderboard.queries import (
     architecture_points,
     architectures_frame,
     histories_frame,
+    time_to_runs,
 )
 from leaderboard.site_data import (
     curve_metrics,
@@ -125,6 +127,38 @@ def show_cost_charts(points: pd.DataFrame) -> None:
         right.info("These runs recorded no training time.")
 
 
+def time_to_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """DAWNBench's figure, one row per architecture and dataset: the median training time to each validation
+    top-1 error threshold over the runs that reached it ("(2 of 3 runs)" when not all did; blank: none did),
+    the quickest to the hardest threshold first."""
+    summary = error_analysis.time_to_summary(error_analysis.time_to_frame(runs))
+    thresholds = sorted(summary["threshold"].unique(), reverse=True)  # the easiest first, as a run meets them
+    rows, order = [], []
+    for (arch, dataset), group in summary.groupby(["arch", "dataset"], sort=True):
+        by = group.set_index("threshold")
+        row = {"architecture": arch, "dataset": dataset, "runs": fmt.count(by["runs"].max())}
+        for threshold in thresholds:
+            reached, among = (int(by.at[threshold, c]) if threshold in by.index else 0 for c in ("reached", "runs"))
+            row[f"to {fmt.percent(threshold)} {fmt.metric_name('top1_err')}"] = "" if not reached else (
+                fmt.duration(by.at[threshold, "train_s"]) + ("" if reached == among else f" ({reached} of {among} runs)"))
+        rows.append(row)
+        seconds = [by.at[t, "train_s"] if t in by.index and by.at[t, "reached"] else None for t in thresholds[::-1]]
+        order.append(tuple((True, 0.0) if fmt.missing(s) else (False, float(s)) for s in seconds))
+    return pd.DataFrame([row for _, row in sorted(zip(order, rows), key=lambda pair: pair[0])])
+
+
+def show_time_to_accuracy(runs: pd.DataFrame) -> None:
+    table = time_to_table(runs)
+    if table.empty:
+        return
+    st.subheader("Time to accuracy")
+    st.caption("DAWNBench's view of training time: not what a whole run took (the chart above) but how soon it "
+               "first reached each validation top-1 error, in training time alone (evaluation left out); the median "
+               "over the selection's runs that reached it, blank where none did.")
+    st.dataframe(table, hide_index=True, placeholder="", height=fmt.table_height(len(table)),
+                 column_config={"architecture": st.column_config.TextColumn(pinned=True)})
+
+
 def show_learning_curves(url: str, view: pd.DataFrame) -> None:
     """Curves of runs picked among those of the table's page."""
     st.subheader("Learning curves")
@@ -140,6 +174,10 @@ def show_learning_curves(url: str, view: pd.DataFrame) -> None:
     # One chart per series: an error, a loss and a learning rate each on an axis of its own unit.
     for column, series in zip(st.columns(max(1, len(chosen_series))), chosen_series):
         column.altair_chart(curve_chart(curves, series), width="stretch")
+    # The same runs against the seconds they trained: a cheap epoch and a costly one are not the same step.
+    against_time = error_analysis.error_vs_time_chart(curves)
+    if against_time is not None:
+        st.altair_chart(against_time.properties(height=320), width="stretch")
 
 
 def curve_chart(curves: pd.DataFrame, series: str) -> alt.Chart:
@@ -172,6 +210,7 @@ def main() -> None:
     page_picker(key, page, view)
     st.subheader("Error against cost")
     show_cost_charts(read(architecture_points, url, **chosen))
+    show_time_to_accuracy(read(time_to_runs, url, **chosen))
     show_learning_curves(url, view)
 
 

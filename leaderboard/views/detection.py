@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
+from leaderboard import error_analysis
 from leaderboard import formatting as fmt
 from leaderboard.cache import read
 from leaderboard.queries import detection_frame
@@ -82,6 +83,11 @@ def show_proposals(runs: pd.DataFrame) -> None:
             row=alt.Row("run:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left", labelLimit=400)),
             tooltip=["run", "method", "IoU", alt.Tooltip("recall", format=".2%")])
         st.altair_chart(chart, width="stretch")
+    by_count = error_analysis.recall_by_count_chart(runs)
+    if by_count is not None:
+        st.caption("Recall at IoU 0.5 when each image keeps only its first n proposals (in the method's own order): "
+                   "how many proposals a detector needs before the boxes it could find are there to be found.")
+        st.altair_chart(by_count.properties(height=320), width="stretch")
 
 
 def main() -> None:

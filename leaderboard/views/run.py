@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from db.engine import database_url
+from leaderboard import error_analysis
 from leaderboard import formatting as fmt
 from leaderboard.cache import read
 from leaderboard.queries import run_choices, run_record, run_submissions
@@ -16,6 +17,9 @@ from leaderboard.site_data import CURVES, run_label, spreadsheet_frame
 from workers.metric_registry import METRICS, column_metrics
 
 LOG_SHOWN_CHARS = 200_000  # the driver caps what it stores; this caps a row written some other way
+# Shown under "Where the errors are" rather than in the Metrics JSON: at ImageNet's 1000 classes the matrix and
+# the per-class lists are tens of thousands of numbers, which a JSON tree in the browser would crawl through.
+ERROR_KEYS = ("per_class", "confusion", "most_confused", "class_names", "time_to")
 LABEL_KINDS = {"devkit": "devkit", "loc_csv": "Kaggle LOC csv", "val_folders": "val class folders"}
 
 
@@ -108,6 +112,67 @@ def show_history(history: list[Any]) -> None:
             column.altair_chart(curve_chart(frame, name), width="stretch")
 
 
+def per_class_table(run: dict[str, Any]) -> pd.DataFrame:
+    """Each class's validation images and top-1/top-5 error, worst top-1 first, as text."""
+    frame = error_analysis.per_class_frame(run)
+    return pd.DataFrame({"class": frame["class"], "images": frame["images"].map(fmt.count),
+                         **{fmt.metric_name(m): frame[m].map(lambda v, m=m: fmt.metric_value(m, v))
+                            for m in ("top1_err", "top5_err")}})
+
+
+def confused_table(run: dict[str, Any]) -> pd.DataFrame:
+    """The most-confused (true, predicted) pairs, most images first, as text."""
+    frame = error_analysis.most_confused_frame(run)
+    return frame.assign(images=frame["images"].map(fmt.count),
+                        **{"share of the class": frame["share of the class"].map(fmt.percent)})
+
+
+def time_to_table(run: dict[str, Any]) -> pd.DataFrame:
+    """When validation top-1 error first reached each threshold: epoch, training time, time since the start."""
+    one = pd.DataFrame([{k: run[k] for k in ("job_id", "arch", "dataset", "seed", "metrics")}])
+    frame = error_analysis.time_to_frame(one)
+    return pd.DataFrame({f"{fmt.metric_name('top1_err')} at most": frame["threshold"].map(fmt.percent),
+                         "epoch": [fmt.count(e) or "not reached" for e in frame["epoch"]],
+                         "training time": frame["train_s"].map(fmt.duration),
+                         "time since the start": frame["elapsed_s"].map(fmt.duration)})
+
+
+def show_errors(run: dict[str, Any]) -> None:
+    """Where a classifier's errors are and when they fell; nothing for a run from before these were recorded."""
+    per_class, confused, times = per_class_table(run), confused_table(run), time_to_table(run)
+    heatmap = error_analysis.confusion_heatmap(run)
+    if per_class.empty and confused.empty and times.empty and heatmap is None:
+        return
+    metrics = run["metrics"] if isinstance(run["metrics"], dict) else {}
+    split = fmt.PHASES.get(str(metrics.get("confusion_split")), "validation")
+    st.subheader("Where the errors are")
+    left, right = st.columns(2)
+    with left:
+        if not per_class.empty:
+            st.caption(f"Per class, on the {split} split; the worst top-1 error first.")
+            st.dataframe(per_class, hide_index=True, placeholder="", height=fmt.table_height(len(per_class)),
+                         column_config={"class": st.column_config.TextColumn(pinned=True)})
+        if not confused.empty:
+            st.caption("Most confused: the true class, what it was taken for, and that share of its images.")
+            st.dataframe(confused, hide_index=True, placeholder="", height=fmt.table_height(len(confused)))
+    with right:
+        if heatmap is not None:
+            st.altair_chart(heatmap, width="stretch")
+    if not times.empty:
+        st.caption("Time to accuracy (DAWNBench's measure): when the validation top-1 error first reached each "
+                   "threshold; training time counts the training steps alone, time since the start also "
+                   "evaluation and checkpoints.")
+        st.dataframe(times, hide_index=True, placeholder="", height=fmt.table_height(len(times)))
+
+
+def show_proposal_counts(run: dict[str, Any]) -> None:
+    """A detector's proposal recall as each image keeps more of its proposals; nothing if not recorded."""
+    chart = error_analysis.recall_by_count_chart(pd.DataFrame([{k: run[k] for k in ("job_id", "arch", "metrics")}]))
+    if chart is not None:
+        st.subheader("Proposal recall against proposal count")
+        st.altair_chart(chart, width="stretch")
+
+
 def show_run(url: str, run: dict[str, Any]) -> None:
     st.header(f"{run['arch']} on {run['dataset']}")
     if run["error"]:
@@ -132,10 +197,13 @@ def show_run(url: str, run: dict[str, Any]) -> None:
                 created_at=entries["created_at"].map(fmt.timestamp))
             st.dataframe(shown.rename(columns={"created_at": "submitted", "submission_id": "submission"}),
                          hide_index=True, placeholder="", height=fmt.table_height(len(shown)))
+    show_errors(run)
+    show_proposal_counts(run)
     st.subheader("Config")
     st.json(run["config"] or {})
     st.subheader("Metrics")
-    st.json(run["metrics"] or {}, expanded=1)
+    metrics = run["metrics"] if isinstance(run["metrics"], dict) else {}
+    st.json({k: v for k, v in metrics.items() if k not in ERROR_KEYS}, expanded=1)
     st.subheader("History")
     show_history(run["history"])
     st.subheader("Log")
