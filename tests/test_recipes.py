@@ -80,7 +80,7 @@ def test_the_model_options_shape_the_model():
 
 def test_the_demo_recipe_learns_its_data_well_above_chance(tmp_path):
     """ResNet-18's demo job as `make demo` runs it (1,079 digit scans, 8 epochs): the demo's promise, at least
-    30 points below chance (90% top-1 error on 10 classes). 8.6k training images of ResNet-18 at 32 px: 65 s
+    30 points below chance (90% top-1 error on 10 classes). 8.6k training images of ResNet-18 at 32 px: 43 to 65 s
     here with the two cores shared by about eight other jobs (1,000 images/s on two idle cores)."""
     torch.set_num_threads(1)  # two shared cores: a second thread spins on the first's barrier
     job = next(j for j in load_suite(ROOT / "suites" / "demo.toml").jobs() if j.arch == "resnet18")
