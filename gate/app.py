@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from db.engine import cached_engine, session_scope
 from db.schema import Challenge, Submission
 from gate.limits import BodyCap, RateLimit, SiteClient, body_cap
-from leaderboard import final, quota, scoring, standings
+from leaderboard import final, phases, quota, receipt, standings
 from leaderboard.challenges import get_challenge, list_challenges
 from leaderboard.errors import (
     AuthError,
@@ -34,8 +34,8 @@ from leaderboard.errors import (
     Throttled,
     ValidationError,
 )
-from leaderboard.queries import board_rank
 from leaderboard.submissions import MAX_BYTES
+from leaderboard.throttle import server_now
 from leaderboard.tokens import authenticate
 
 VERSION = "1"
@@ -101,14 +101,32 @@ class ChallengeOut(BaseModel):
     window_days: float
 
 
+class AllowanceOut(BaseModel):
+    rule: str  # "rolling window", "per UTC day", "in the phase"
+    limit: int
+    used: int
+    left: int
+    window_days: float | None  # the rolling window's length; None for the other rules
+
+
+class PhaseOut(BaseModel):
+    name: str  # "open": a challenge without phases, one open-ended phase under its own rule
+    starts_at: datetime | None
+    ends_at: datetime | None  # None: until the host closes the challenge
+    visibility: str  # public: scores shown while it runs; hidden: withheld until it ends (or the close)
+    rules: list[AllowanceOut]
+
+
 class QuotaOut(BaseModel):
     challenge: str
     team: str
-    used: int
-    left: int | None  # None: an official team, not bound by the quota
-    quota: int
+    used: int  # in the current rolling window
+    left: int | None  # under every rule of the phase at once; None: an official team, not bound by the quota
+    quota: int  # the open phase's per-window quota (the challenge's own without phases)
     window_days: float
     next_slot_at: datetime | None
+    phase: PhaseOut | None  # the phase open now; None: none is (`reason` says when the next one starts)
+    reason: str  # why none is left, with when that changes; "" while one is
 
 
 class FinalIn(BaseModel):
@@ -134,11 +152,15 @@ class SubmissionOut(BaseModel):
     team: str
     name: str
     metric: str
-    value: float  # the metric's own value (an error rate, a mAP)
+    hidden: bool  # True: a hidden phase withholds the scores (no value, CI, scores or rank); `status` says until when
+    status: str  # "scored", or "scored; hidden until <the phase's end or the close>"
+    scored_on: str  # what the scores cover, e.g. "public part: 60 of 120 test images"
+    final_ranking: str  # what the official ranking at the close uses ("" without a private part)
+    value: float | None  # the metric's own value (an error rate, a mAP); None while hidden
     ci: list[float] | None  # its 95% confidence interval, where the scorer gives one
-    scores: dict[str, Any]  # every score, with `<name>_ci` intervals
-    rank: int | None  # the entry's place on the board (each team's best): where it is, or would be
-    on_board: bool  # False: the team has a better entry, which the board shows instead
+    scores: dict[str, Any]  # every score, with `<name>_ci` intervals (while hidden: the metric's name only)
+    rank: int | None  # the entry's place on the board (each team's best): where it is, or would be; None: hidden
+    on_board: bool  # False: the team has a better entry, which the board shows instead (or its score is hidden)
     board_size: int
     quota_left: int | None
     next_slot_at: datetime | None
@@ -153,18 +175,16 @@ def client_key(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _out(url: str, result: quota.SubmitResult, name: str, created_at: datetime | None = None) -> SubmissionOut:
-    metric = str(result.scores.get("metric", ""))
-    value = result.scores.get(metric)
-    value = float(value) if isinstance(value, (int, float)) else scoring.metric_value(metric, result.primary_score)
-    ci = result.scores.get(f"{metric}_ci")
-    rank, on_board, size = board_rank(url, result.challenge, result.submission_id, result.primary_score)
-    return SubmissionOut(submission_id=result.submission_id, challenge=result.challenge, team=result.team,
-                         name=name, metric=metric, value=value,
-                         ci=[float(c) for c in ci] if isinstance(ci, list) and None not in ci else None,
-                         scores=result.scores, rank=rank, on_board=on_board, board_size=size,
-                         quota_left=result.quota_left, next_slot_at=result.next_slot_at, existing=result.existing,
-                         created_at=created_at)
+def _out(url: str, result: quota.SubmitResult, name: str) -> SubmissionOut:
+    return SubmissionOut(**receipt.answer(url, result, name))
+
+
+def _phase(status: phases.Status) -> PhaseOut | None:
+    rule = status.rule
+    if rule is None:
+        return None
+    return PhaseOut(name=rule.name, starts_at=rule.starts_at, ends_at=rule.ends_at, visibility=rule.visibility,
+                    rules=[AllowanceOut(**a) for a in status.allowances()])
 
 
 bearer = HTTPBearer(auto_error=False, description="the team's token")
@@ -227,9 +247,12 @@ def create_app(url: str, *, max_upload: int = MAX_BYTES, rate: float = 2.0, burs
         with session_scope(url) as session:
             team = authenticate(session, token_of(credentials), client_key(request))
             challenge = get_challenge(session, slug)
-            status = quota.quota_status(session, team, challenge)
+            status = phases.status(session, team, challenge, server_now(session.connection()))
+            rule = status.rule
             return QuotaOut(challenge=slug, team=team.name, used=status.used, left=status.left,
-                            quota=challenge.quota, window_days=challenge.window_days, next_slot_at=status.next_slot_at)
+                            quota=rule.quota if rule else challenge.quota,
+                            window_days=rule.window_days if rule else challenge.window_days,
+                            next_slot_at=status.next_slot_at, phase=_phase(status), reason=status.reason)
 
     @app.post("/v1/challenges/{slug}/submissions", summary="submit a prediction file; scored at once",
               status_code=201, responses={200: {"description": "the same file was submitted before: its result"}})
@@ -288,8 +311,8 @@ def create_app(url: str, *, max_upload: int = MAX_BYTES, rate: float = 2.0, burs
             status = quota.quota_status(session, team, current)
             result = quota.SubmitResult(row.id, current.slug, team.name, row.primary_score, dict(row.scores),
                                         status.left, status.next_slot_at, existing=True)
-            name, created = row.label or "", row.created_at
-        return _out(url, result, name, created)
+            name = row.label or ""
+        return _out(url, result, name)
 
     app.add_middleware(BodyCap, cap=body_cap(max_upload))  # type: ignore[arg-type]
     app.add_middleware(RateLimit, rate=rate, burst=burst)  # type: ignore[arg-type]  # sheds before the app

@@ -144,17 +144,15 @@ def read_token(args: argparse.Namespace) -> str | None:
 
 
 def _submit_direct(args: argparse.Namespace, token: str, data: bytes, filename: str) -> dict[str, Any]:
-    """Submit through the database (an operator holding the gate's role), answered as the gate would answer."""
-    from leaderboard.queries import board_rank
-    from leaderboard.quota import submit
+    """Submit through the database (an operator holding the gate's role), answered as the gate answers
+    (leaderboard.receipt: scores withheld in a hidden phase, what they cover)."""
+    from leaderboard import receipt
+    from leaderboard.quota import entry_fields, submit
 
     result = submit(args.db, token, args.challenge, data, filename, label=args.name, description=args.description,
                     code_url=args.code_url, throttle_key=cli_client())
-    rank, on_board, size = board_rank(args.db, result.challenge, result.submission_id, result.primary_score)
-    metric = str(result.scores.get("metric", ""))
-    return {"submission_id": result.submission_id, "existing": result.existing, "scores": result.scores,
-            "metric": metric, "rank": rank, "on_board": on_board, "board_size": size, "quota_left": result.quota_left,
-            "next_slot_at": result.next_slot_at.isoformat() if result.next_slot_at else None}
+    answer = receipt.answer(args.db, result, entry_fields(args.name).name)
+    return {**answer, "next_slot_at": result.next_slot_at.isoformat() if result.next_slot_at else None}
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -184,9 +182,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def submit_report(answer: dict[str, Any]) -> str:
-    """What `convbench submit` prints of a submission's result: scores with CIs, rank, quota left, next slot."""
+    """What `convbench submit` prints of a submission's result: scores with CIs (or that a hidden phase withholds
+    them), what they cover, rank, quota left, next slot."""
     lines = [f"already submitted as #{answer['submission_id']}; not charged"] if answer.get("existing") else []
-    lines.append(format_scores(answer["scores"]))
+    if answer.get("hidden"):
+        lines.append(f"submission {answer['submission_id']}: {answer['status']}")
+    else:
+        lines.append(format_scores(answer["scores"]))
+    if answer.get("scored_on"):
+        lines.append(f"scored on: {answer['scored_on']}"
+                     + (f"; {answer['final_ranking']}" if answer.get("final_ranking") else ""))
     rank, size = answer.get("rank"), answer.get("board_size")
     if rank is not None:
         where = "" if answer.get("on_board", True) else " (your team's better entry is the one the board shows)"

@@ -164,7 +164,7 @@ def build_phase(p: argparse.ArgumentParser) -> None:
     add.add_argument("--per-day", type=int, default=None, help="submissions per team per UTC day (default: no cap)")
     add.add_argument("--total", type=int, default=None, help="submissions per team in the phase (default: no cap)")
     add.add_argument("--visibility", choices=("public", "hidden"), default="public",
-                     help="public: scores shown while it runs; hidden: only at the close")
+                     help="public: scores shown while it runs; hidden: withheld until it ends (open-ended: the close)")
     add.set_defaults(func=cmd_phase_add)
     show = commands.add_parser("list", help="the challenge's phases",
                                description="List a challenge's phases with their times and rules.",

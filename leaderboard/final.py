@@ -30,7 +30,7 @@ class SelectionClosed(LeaderboardError):
 class Selection:
     challenge: str
     team: str
-    submission_ids: list[int]  # the team's marked finals, best public first; empty: its best public ones count
+    submission_ids: list[int]  # the team's marked finals, oldest first; empty: its best public ones count
     final_count: int
     deadline: datetime | None  # None: until the host closes the challenge
 
@@ -40,11 +40,12 @@ def _aware(moment: datetime) -> datetime:
 
 
 def marked(session: Session, challenge: Challenge, team: Team) -> list[int]:
-    """The team's finals on `challenge`, best public score first."""
+    """The team's finals on `challenge`, in the order they were submitted: not by score, which would tell a team
+    how two of its submissions of a hidden phase compare (leaderboard.phases.withheld)."""
     return list(session.scalars(
-        select(FinalSelection.submission_id).join(Submission, Submission.id == FinalSelection.submission_id)
-        .where(FinalSelection.challenge_id == challenge.id, FinalSelection.team_id == team.id)
-        .order_by(Submission.primary_score, Submission.created_at, Submission.id)))
+        select(FinalSelection.submission_id).where(FinalSelection.challenge_id == challenge.id,
+                                                   FinalSelection.team_id == team.id)
+        .order_by(FinalSelection.submission_id)))
 
 
 def best_public(session: Session, challenge: Challenge, team_id: int, count: int) -> list[int]:

@@ -6,7 +6,8 @@ Layout (workers.datasets.kit reads it; orchestrator.kits hands it to the baselin
     sample_submission.csv     a well-formed submission in kit order (classification: image_id,pred_1..pred_k
                               with k = min(5, classes); detection: the detection CSV, one row per image)
     classes.csv               id,name,wnid (wnid empty where the classes have none)
-    rules.json, README.txt    metric, quota, window, dates, task, open-book or not, where training data come from
+    rules.json, README.txt    metric, quota, window, dates, task, open-book or not, where training data come from,
+                              the public part's fraction (never which image is in which part)
     MANIFEST.sha256           `sha256sum` lines for every other file: `sha256sum -c MANIFEST.sha256` checks it
 
 Every file but the images is a function of the challenge's row and the images' ids, so the manifest, and its
@@ -96,9 +97,25 @@ def _when(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parts_rule(challenge: Challenge) -> dict[str, Any] | None:
+    """What the scores cover (issue #15): the public fraction and that the final ranking uses the private part at
+    the close. From the challenge's row alone, never the held labels: the kit is the same whichever image is in
+    which part. None without a private part (as kits were before the split)."""
+    fraction = float(challenge.public_fraction if challenge.public_fraction is not None else 1.0)
+    if fraction >= 1.0:
+        return None
+    return {"public_fraction": fraction,
+            "while_open": (f"scores on the board and in every answer cover the public part of the test set, about "
+                           f"{fraction:.0%} of its images"),
+            "final_ranking": ("at the close, the official ranking scores each team's final selections on the "
+                              "private part, the other images; which image is in which part is not told"),
+            "final_selections": int(challenge.final_count)}
+
+
 def rules(challenge: Challenge, n_images: int) -> dict[str, Any]:
     metrics = [m.name for m in task_metrics(challenge.task)]
-    return {
+    scoring_parts = parts_rule(challenge)
+    return {**({"test_parts": scoring_parts} if scoring_parts is not None else {}),
         "challenge": challenge.slug, "title": challenge.title, "task": challenge.task,
         "metric": challenge.metric, "metrics_reported": metrics, "lower_is_better_on_board": True,
         "quota": {"submissions": challenge.quota, "per_rolling_days": challenge.window_days},
@@ -128,11 +145,21 @@ def readme(challenge: Challenge, rule: dict[str, Any]) -> bytes:
         f"Classes: classes.csv (id,name,wnid); predict the ids. {len(challenge.class_names)} classes.",
         f"Submission: {rule['submission']}. sample_submission.csv is a well-formed example in kit order.",
         f"Training and validation data: {rule['training_data']}. They are not in this kit.",
+        *_parts_lines(rule.get("test_parts")),
         "",
         "Check the kit: sha256sum -c MANIFEST.sha256",
         "Rules in machine-readable form: rules.json",
     ]
     return ("\n".join(lines) + "\n").encode()
+
+
+def _parts_lines(parts: dict[str, Any] | None) -> list[str]:
+    if parts is None:
+        return []
+    return ["", (f"Public and private parts: while the challenge is open, {parts['while_open']}. The rest is the "
+                f"private part: {parts['final_ranking']}. Each team marks up to {parts['final_selections']} "
+                "submissions as final (`convbench submit --select-final ID...`); a team that marks none is ranked "
+                "by its best public ones.")]
 
 
 def text_files(session: Session, challenge: Challenge) -> tuple[list[tuple[str, str, str]], dict[str, bytes]]:

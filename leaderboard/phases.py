@@ -2,8 +2,11 @@
 
 A phase has a start and an end (none: until the host closes the challenge), a quota per rolling window, and
 optionally a cap per UTC day and a cap in the whole phase; its visibility says whether its scores are shown while
-it runs (public) or only at close (hidden). A challenge with no phase row has one open-ended phase: its own rule
-(Challenge.quota per window_days), as before phases existed. Phases may not overlap, so at most one is open.
+it runs (public) or withheld (hidden) until the phase ends, or the host closes the challenge if that comes first
+(an open-ended phase: until the close). A withheld submission is still scored and still counts against every
+rule; no board, export or answer shows its score, its rank or its place in an order (`withheld`,
+`shown_clause`). A challenge with no phase row has one open-ended phase: its own rule (Challenge.quota per
+window_days), as before phases existed. Phases may not overlap, so at most one is open.
 
 leaderboard.quota counts every rule in its one locked transaction (invariant 2): `status` is what it calls. Each
 rule counts the team's submissions inside the phase, so a new phase starts with a fresh allowance.
@@ -12,12 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, not_, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from db.schema import Challenge, Phase, Submission, Team
-from leaderboard import audit
+from leaderboard import audit, throttle
 from leaderboard.errors import ChallengeError
 
 VISIBILITY = ("public", "hidden")
@@ -53,6 +58,20 @@ class Status:
     next_slot_at: datetime | None
     reason: str = ""  # the refusal's words when left == 0
     phase: str = ""
+    rule: Rule | None = None  # the open phase's rule; None outside every phase
+    today: int = 0  # the team's submissions this UTC day, and in the whole phase
+    in_phase: int = 0
+
+    def allowances(self) -> list[dict[str, Any]]:
+        """Each rule of the open phase with its limit, what the team used and what is left under it."""
+        rule = self.rule
+        if rule is None:
+            return []
+        counted = [("rolling window", rule.quota, self.used, rule.window_days),
+                   *([("per UTC day", rule.per_day, self.today, None)] if rule.per_day is not None else []),
+                   *([("in the phase", rule.total, self.in_phase, None)] if rule.total is not None else [])]
+        return [{"rule": name, "limit": limit, "used": used, "left": max(limit - used, 0), "window_days": days}
+                for name, limit, used, days in counted]
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -104,7 +123,7 @@ def status(session: Session, team: Team, challenge: Challenge, now: datetime) ->
     used, oldest, today, total = session.execute(query).one()
     used, today, total = int(used), int(today), int(total)
     if team.official:  # the benchmark's own runs: bound by no phase and no quota
-        return Status(used, None, None, phase=rule.name if rule else "")
+        return Status(used, None, None, phase=rule.name if rule else "", rule=rule, today=today, in_phase=total)
     if rule is None:
         reason, start = _outside(challenge, phases, now)
         return Status(0, 0, start, reason)
@@ -124,7 +143,7 @@ def status(session: Session, team: Team, challenge: Challenge, now: datetime) ->
     left = min([rule.quota - used] + ([rule.per_day - today] if rule.per_day is not None else [])
                + ([rule.total - total] if rule.total is not None else []))
     if not bound:
-        return Status(used, max(left, 0), None, phase=name)
+        return Status(used, max(left, 0), None, phase=name, rule=rule, today=today, in_phase=total)
     frees = [at for _, at in bound]
     at = None if None in frees else max(a for a in frees if a is not None)
     if at is not None and rule.ends_at is not None and at >= rule.ends_at:
@@ -135,7 +154,7 @@ def status(session: Session, team: Team, challenge: Challenge, now: datetime) ->
     words = "; ".join(text for text, _ in bound)
     when = f"; the next slot frees at {at:%Y-%m-%d %H:%M:%S} UTC" if at is not None else \
         f"; no more in phase {name!r}, which runs {rule.times()}"
-    return Status(used, 0, at, words + when, name)
+    return Status(used, 0, at, words + when, name, rule, today, total)
 
 
 def add_phase(session: Session, challenge: Challenge, name: str, starts_at: datetime, ends_at: datetime | None,
@@ -178,6 +197,56 @@ def add_phase(session: Session, challenge: Challenge, name: str, starts_at: date
     return row
 
 
-def hidden_spans(session: Session, challenge: Challenge) -> list[tuple[datetime | None, datetime | None]]:
-    """The (start, end) of each hidden phase: its submissions' scores are not shown before close."""
-    return [(r.starts_at, r.ends_at) for r in rules(session, challenge) if r.visibility == "hidden"]
+@dataclass(frozen=True)
+class Withheld:
+    """A hidden phase whose scores are still withheld: no score of a submission made in [starts_at, ends_at) is
+    shown until `ends_at` (None: until the host closes the challenge)."""
+
+    phase: str
+    starts_at: datetime
+    ends_at: datetime | None
+
+    def covers(self, moment: datetime) -> bool:
+        at = _aware(moment)
+        assert at is not None
+        return self.starts_at <= at and (self.ends_at is None or at < self.ends_at)
+
+    def until(self) -> str:
+        if self.ends_at is None:
+            return f"the host closes the challenge (phase {self.phase!r} is hidden)"
+        return f"{self.ends_at:%Y-%m-%d %H:%M:%S} UTC, the end of hidden phase {self.phase!r}"
+
+    def note(self) -> str:
+        """What a team is told in place of the numbers."""
+        return f"scored; hidden until {self.until()}"
+
+
+def withheld(bind: Session | Connection, challenge_id: int, now: datetime | None = None) -> list[Withheld]:
+    """The hidden phases of a challenge whose scores are withheld at `now` (default: the database server's clock):
+    those not yet ended; none once the challenge is closed. Read with the site's role as well as the gate's."""
+    connection = bind.connection() if isinstance(bind, Session) else bind
+    closed = connection.scalar(select(Challenge.closed_at).where(Challenge.id == challenge_id))
+    if closed is not None:
+        return []
+    rows = connection.execute(select(Phase.name, Phase.starts_at, Phase.ends_at)
+                              .where(Phase.challenge_id == challenge_id, Phase.visibility == "hidden")).all()
+    if not rows:
+        return []
+    now = _aware(now) if now is not None else throttle.server_now(connection)
+    assert now is not None
+    spans = [Withheld(name, _aware(start) or start, _aware(end)) for name, start, end in rows]
+    return [w for w in spans if w.ends_at is None or now < w.ends_at]
+
+
+def withholding(spans: list[Withheld], created_at: datetime) -> Withheld | None:
+    """The withheld phase a submission made at `created_at` belongs to; None: its scores are shown."""
+    return next((w for w in spans if w.covers(created_at)), None)
+
+
+def shown_clause(spans: list[Withheld]) -> list[Any]:
+    """WHERE terms that keep only the submissions whose scores may be shown (none when nothing is withheld)."""
+    if not spans:
+        return []
+    made = Submission.created_at
+    return [not_(or_(*[and_(made >= w.starts_at, *([made < w.ends_at] if w.ends_at is not None else []))
+                       for w in spans]))]

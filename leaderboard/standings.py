@@ -6,7 +6,7 @@ gate for them (leaderboard.gate_client.standings) rather than reading a table th
 after every upload. Nothing is stored: a standing is a function of the submissions, cached per state.
 
 While a challenge is open the board is the public part's: each team's best public entry (official baselines:
-every entry), submissions of a hidden phase left out. Once the host has closed it, the official board is the
+every entry), submissions of a hidden phase left out while their scores are withheld. Once the host has closed it, the official board is the
 private part's ranking of each team's final selections (leaderboard.final), and the public board stays beside
 it; each team's shift is its public rank minus its private rank (positive: it rose). Before the close nothing
 here touches the private part: the same work whatever the private scores are.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -46,22 +45,14 @@ class Row:
     chosen_by: str = ""  # after close: "team" (marked) or "default" (its best public ones)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _entries(session: Session, challenge: Challenge, closed: bool) -> list[tuple[Submission, str, bool]]:
-    """Every submission a board may show, with its team's name and officialness; hidden phases only after close."""
-    rows = session.execute(select(Submission, Team.name, Team.official).join(Team, Team.id == Submission.team_id)
-                           .where(Submission.challenge_id == challenge.id)
-                           .order_by(Submission.primary_score, Submission.created_at, Submission.id)).all()
-    spans = [] if closed else phases.hidden_spans(session, challenge)
-
-    def hidden(at: datetime) -> bool:
-        at = _aware(at) or at
-        return any((s is None or s <= at) and (e is None or at < e) for s, e in spans)
-
-    return [(s, name, official) for s, name, official in rows if not hidden(s.created_at)]
+def _entries(session: Session, challenge: Challenge) -> list[tuple[Submission, str, bool]]:
+    """Every submission a board may show, with its team's name and officialness: those of a hidden phase only once
+    their scores are shown (leaderboard.phases.withheld: the phase's end, or the close)."""
+    shown = phases.shown_clause(phases.withheld(session, challenge.id))
+    return [(s, name, official) for s, name, official in session.execute(
+        select(Submission, Team.name, Team.official).join(Team, Team.id == Submission.team_id)
+        .where(Submission.challenge_id == challenge.id, *shown)
+        .order_by(Submission.primary_score, Submission.created_at, Submission.id)).all()]
 
 
 def _best_per_team(entries: list[tuple[Submission, str, bool]], score: dict[int, float]) -> list[tuple[Submission, str, bool]]:
@@ -107,7 +98,7 @@ def compute(session: Session, challenge: Challenge, replicates: int = ranking.RE
             seed: int = ranking.SEED) -> dict[str, Any]:
     """The standings of `challenge` as JSON-ready data: `board` (the official one) and, after close, `public`."""
     closed = challenge.closed_at is not None
-    entries = _entries(session, challenge, closed)
+    entries = _entries(session, challenge)
     public_score = {s.id: s.primary_score for s, _, _ in entries}
     public_rows = _ranked(session, challenge, _best_per_team(entries, public_score), public_score,
                           scoring.public_mask(session, challenge), replicates, seed)
@@ -137,10 +128,12 @@ def compute(session: Session, challenge: Challenge, replicates: int = ranking.RE
 
 
 def state(session: Session, challenge: Challenge) -> tuple[Any, ...]:
-    """What the standings depend on: a new submission, a rescore's time aside, or the close changes it."""
+    """What the standings depend on: a new submission, a rescore's time aside, the close, or a hidden phase's end
+    changes it."""
     count, newest = session.execute(select(func.count(Submission.id), func.max(Submission.id))
                                     .where(Submission.challenge_id == challenge.id)).one()
-    return (challenge.id, str(challenge.created_at), count, newest, str(challenge.closed_at))
+    hidden = tuple(w.phase for w in phases.withheld(session, challenge.id))
+    return (challenge.id, str(challenge.created_at), count, newest, str(challenge.closed_at), hidden)
 
 
 _CACHE: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
@@ -166,7 +159,7 @@ def cached(session: Session, challenge: Challenge) -> dict[str, Any]:
 
 def visible_ids(session: Session, challenge: Challenge) -> set[int]:
     """The submissions the compare view may name: not of a hidden phase before the close."""
-    return {s.id for s, _, _ in _entries(session, challenge, challenge.closed_at is not None)}
+    return {s.id for s, _, _ in _entries(session, challenge)}
 
 
 def compare(session: Session, challenge: Challenge, a: int, b: int) -> dict[str, Any]:

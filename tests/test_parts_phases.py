@@ -249,3 +249,141 @@ def test_the_gate_answers_standings_and_finals_and_tells_nothing_private_before_
             gate_client.select_final(gate, beta, "pp", [b["submission_id"]])
     assert [r["team"] for r in after["board"]] == ["beta", "alpha"] and after["part"] == "private"
     assert after["board"][0]["score"] == pytest.approx(0.35) and after["board"][0]["shift"] == 1
+
+
+# --- hidden phases: no score anywhere a participant looks until the phase ends ---------------------------------
+
+Y2020 = datetime(2020, 1, 1, tzinfo=UTC)
+FAR = datetime(2099, 1, 1, tzinfo=UTC)  # a hidden phase still running whenever this test runs
+
+
+def exported(url: str, slug: str, best_only: bool = True) -> str:
+    from leaderboard.queries import leaderboard
+    from leaderboard.site_data import board_csv, board_json
+
+    board = leaderboard(url, slug, best_only=best_only)
+    return board_csv(board, "classification") + board_json(board, {"slug": slug, "task": "classification"})
+
+
+def test_a_hidden_phase_withholds_scores_from_board_exports_history_standings_and_gate(db_url: str) -> None:
+    from gate_server import serving
+
+    from leaderboard.admin import submit_report
+    from leaderboard.queries import leaderboard, team_submissions
+
+    labels, private = make(db_url)
+    public = sorted(set(labels) - private)
+    add(db_url, "pp", "early", Y2020 - timedelta(days=400), Y2020 - timedelta(days=300), quota=5,
+        visibility="hidden")  # hidden, but over: its scores are shown
+    add(db_url, "pp", "development", Y2020, Y2020 + timedelta(days=30), quota=5)
+    add(db_url, "pp", "final", Y2020 + timedelta(days=30), FAR, quota=3, total=4, visibility="hidden")
+    alpha, beta, gamma = team(db_url, "alpha"), team(db_url, "beta"), team(db_url, "gamma")
+    # Public errors: alpha 50% (development) then 0% (final, hidden); gamma 75% (early: shown); beta 25% (final).
+    dev = submit(db_url, alpha, "pp", predictions(labels, set(public[:10])), "a1.csv", label="alpha-dev",
+                 now=Y2020 + timedelta(days=1))
+    best = submit(db_url, alpha, "pp", predictions(labels, set(public)), "a2.csv", label="alpha-final",
+                  now=Y2020 + timedelta(days=40))
+    submit(db_url, gamma, "pp", predictions(labels, set(public[:5])), "g.csv", label="gamma-early",
+           now=Y2020 - timedelta(days=350))
+    assert best.quota_left == 2  # counted like any upload
+
+    board = leaderboard(db_url, "pp")
+    assert list(board["entry"]) == ["alpha-dev", "gamma-early"] and list(board["top5_err"]) == [0.5, 0.75]
+    every = leaderboard(db_url, "pp", best_only=False)
+    assert list(every["entry"]) == ["alpha-dev", "gamma-early"] and every.attrs["total"] == 2
+    for text in (exported(db_url, "pp"), exported(db_url, "pp", best_only=False)):
+        assert "alpha-final" not in text and "alpha-dev" in text
+    history = team_submissions(db_url, "alpha").set_index("submission_id")
+    assert history.loc[best.submission_id, "score"] != history.loc[best.submission_id, "score"]  # NaN
+    assert history.loc[best.submission_id, "status"] == ("scored; hidden until 2099-01-01 00:00:00 UTC, the end of "
+                                                          "hidden phase 'final'")
+    assert history.loc[dev.submission_id, "score"] == 0.5 and history.loc[dev.submission_id, "status"] == ""
+    with session_scope(db_url) as session:
+        before = standings.compute(session, get_challenge(session, "pp"), replicates=50)
+        with pytest.raises(ChallengeError, match=f"no submission {best.submission_id} on the board"):
+            standings.compare(session, get_challenge(session, "pp"), best.submission_id, dev.submission_id)
+    assert [r["entry"] for r in before["board"]] == ["alpha-dev", "gamma-early"]
+
+    with serving(db_url) as gate:
+        # An upload now falls in the hidden phase: scored and counted, its numbers withheld from the answer.
+        sent = gate_client.submit(gate, beta, "pp", predictions(labels, set(public[:15])), "b.csv", name="beta-net")
+        again = gate_client.submission(gate, alpha, best.submission_id)
+        shown = gate_client.submission(gate, alpha, dev.submission_id)
+        left = gate_client.quota(gate, beta, "pp")
+        after_board = gate_client.standings(gate, "pp")
+    for answer in (sent, again):
+        assert answer["hidden"] is True and answer["value"] is None and answer["ci"] is None
+        assert answer["rank"] is None and answer["on_board"] is False and answer["scores"] == {"metric": "top5_err"}
+        assert answer["status"].startswith("scored; hidden until 2099-01-01 00:00:00 UTC")
+        assert answer["scored_on"] == "public part: 20 of 40 test images"
+    assert sent["quota_left"] == 2 and sent["board_size"] == 2
+    assert shown["hidden"] is False and shown["value"] == 0.5 and shown["rank"] == 1
+    assert left["phase"]["name"] == "final" and left["phase"]["visibility"] == "hidden"
+    assert left["phase"]["ends_at"].startswith("2099-01-01")
+    assert {r["rule"]: (r["limit"], r["used"], r["left"]) for r in left["phase"]["rules"]} == {
+        "rolling window": (3, 1, 2), "in the phase": (4, 1, 3)}
+    assert left["left"] == 2 and left["quota"] == 3 and left["reason"] == ""
+    assert "beta" not in json.dumps(after_board)
+    report = submit_report(sent)
+    assert "hidden until 2099-01-01" in report and "top5_err =" not in report
+    assert "scored on: public part: 20 of 40 test images; the final ranking uses the private part" in report
+    with session_scope(db_url) as session:  # the database holds the number all along
+        row = session.get(Submission, sent["submission_id"])
+        assert row.primary_score == pytest.approx(0.25) and row.created_at is not None
+
+    close_challenge(db_url, "pp")  # the close shows everything
+    board = leaderboard(db_url, "pp")
+    assert list(board["entry"]) == ["alpha-final", "beta-net", "gamma-early"]
+    assert list(team_submissions(db_url, "alpha")["status"]) == ["", ""]
+
+
+def test_convbench_submit_says_what_the_scores_cover(db_url: str, tmp_path, monkeypatch, capsys) -> None:
+    import argparse
+
+    from leaderboard.admin import TOKEN_ENV, cmd_submit
+
+    labels, private = make(db_url)
+    monkeypatch.setenv(TOKEN_ENV, team(db_url, "alpha"))
+    path = tmp_path / "p.csv"
+    path.write_bytes(predictions(labels, set(labels) - private))
+    args = argparse.Namespace(db=db_url, challenge="pp", file=str(path), name="net", description="", code_url="",
+                              server=None, token_file=None, select_final=None)
+    assert cmd_submit(args) == 0
+    printed = capsys.readouterr().out
+    assert "top5_err = 0.0000" in printed and "rank: 1 of 1 on the board" in printed
+    assert ("scored on: public part: 20 of 40 test images; the final ranking uses the private part of the test set, "
+            "shown when the host closes the challenge") in printed
+
+
+# --- the kit: the public fraction, never the parts ------------------------------------------------------------
+
+def test_the_kit_states_the_public_fraction_and_is_the_same_whichever_image_is_private(db_url: str, tmp_path) -> None:
+    from leaderboard import kit
+
+    labels, private = make(db_url, fraction=0.25)
+    with session_scope(db_url) as session:
+        challenge = get_challenge(session, "pp")
+        rows, files = kit.text_files(session, challenge)
+        listing = kit.manifest(rows, files)
+        kit.write_kit(session, "pp", tmp_path / "before")
+        # Swap the parts as the owner: every public image private and every private one public.
+        cid = challenge.id
+        session.execute(sa.update(HeldLabel).where(HeldLabel.challenge_id == cid)
+                        .values(part=sa.case((HeldLabel.part == "private", "public"), else_="private")))
+        session.flush()
+        assert {i for i, p in session.execute(sa.select(HeldLabel.image_id, HeldLabel.part)) if p == "private"} \
+            == set(labels) - private
+        rows_after, files_after = kit.text_files(session, challenge)
+        kit.write_kit(session, "pp", tmp_path / "after")
+    assert rows_after == rows and files_after == files and kit.manifest(rows_after, files_after) == listing
+    before = sorted(p.relative_to(tmp_path / "before") for p in (tmp_path / "before").rglob("*"))
+    after = sorted(p.relative_to(tmp_path / "after") for p in (tmp_path / "after").rglob("*"))
+    assert before == after
+    assert all((tmp_path / "before" / p).read_bytes() == (tmp_path / "after" / p).read_bytes() for p in before
+               if (tmp_path / "before" / p).is_file())
+    rules = json.loads(files[kit.RULES])
+    assert rules["test_parts"]["public_fraction"] == 0.25 and rules["test_parts"]["final_selections"] == 2
+    assert "private part" in rules["test_parts"]["final_ranking"]
+    readme = files[kit.README].decode()
+    assert "about 25% of its images" in readme and "--select-final" in readme
+    assert not any(image_id in readme + files[kit.RULES].decode() for image_id in labels)

@@ -7,10 +7,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from db.engine import database_url
+from db.engine import database_url, session_scope
 from leaderboard import formatting as fmt
-from leaderboard import standings_view
+from leaderboard import phases, standings_view
 from leaderboard.cache import read
+from leaderboard.challenges import get_challenge
 from leaderboard.paging import fetch_page, page_key, page_picker
 from leaderboard.queries import (
     BOARD_PAGE,
@@ -140,6 +141,13 @@ def board_data(url: str, slug: str, best_only: bool, task: str, offset: int,
             "csv": board_csv(board, task), "json": board_json(board, challenge)}
 
 
+def withheld_note(url: str, slug: str) -> str:
+    """Why entries of a hidden phase are missing from the board, and until when ("" when nothing is withheld)."""
+    with session_scope(url) as session:
+        spans = phases.withheld(session, get_challenge(session, slug).id)
+    return " ".join(f"Entries of a hidden phase are scored but not shown until {w.until()}." for w in spans)
+
+
 def show_board(url: str, challenge: pd.Series) -> None:
     task, metric = challenge["task"], challenge["metric"]
     every = st.toggle("Every submission (not only each team's best)", value=False)
@@ -152,6 +160,9 @@ def show_board(url: str, challenge: pd.Series) -> None:
         return shown["board"]
 
     board, page = fetch_page(key, fetch)
+    note = read(withheld_note, url, challenge["slug"], watch=("submissions",))
+    if note:
+        st.caption(note)
     if board.empty:
         st.info("No submissions yet. Teams upload predictions on the Submit page.")
         return

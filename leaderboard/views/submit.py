@@ -146,8 +146,16 @@ def show_result(result: dict[str, Any], challenge: pd.Series) -> None:
     name = METRICS[metric].long_name if metric in METRICS else metric
     if result.get("existing"):
         st.info(f"This file was already submitted as #{result['submission_id']}; not charged. Its result:")
+    covers = result.get("scored_on", "")
+    tail = f" Scored on the {covers}" + (f"; {result['final_ranking']}." if result.get("final_ranking") else ".")
+    if result.get("hidden"):  # a hidden phase: no number, no rank, until the phase ends or the challenge closes
+        st.success(f"Submission #{result['submission_id']} of team {result['team']} to {result['challenge']}: "
+                   f"{result['status']}.{tail if covers else ''}")
+        st.info(quota_text(result["quota_left"], result.get("next_slot_at"), int(challenge["quota"]),
+                           challenge["window_days"]))
+        return
     st.success(f"Scored submission #{result['submission_id']} of team {result['team']} to {result['challenge']}: "
-               f"{name} {score_text(scores, metric)}")
+               f"{name} {score_text(scores, metric)}.{tail if covers else ''}")
     shown = board_columns(challenge["task"])
     columns = st.columns(len(shown) + 2)
     for column, key in zip(columns, shown):
@@ -244,8 +252,12 @@ def show_team(gate: str, url: str, team: str, token: str, challenge: pd.Series) 
         st.error(str(exc))
         status = None
     if status is not None:
-        st.write(f"**{challenge['slug']}**: {status['used']} used. "
-                 + quota_text(status["left"], status["next_slot_at"], int(challenge["quota"]), challenge["window_days"]))
+        phase = status.get("phase")
+        where = f" in phase **{phase['name']}**" if phase and phase["name"] != "open" else ""
+        st.write(f"**{challenge['slug']}**{where}: {status['used']} used. "
+                 + quota_text(status["left"], status["next_slot_at"], int(status["quota"]), status["window_days"]))
+        if status.get("reason"):
+            st.caption(status["reason"])
     history = team_submissions(url, team)
     if history.empty:
         st.caption("No submissions yet.")
