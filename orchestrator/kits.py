@@ -27,11 +27,12 @@ from leaderboard.errors import LeaderboardError
 from workers.datasets import dataset_class_names
 from workers.datasets.kit import MANIFEST, KitError, check_classes, read_kit
 from workers.jobs import JobSpec
+from workers.tasks import tasks_scored_as
 
 KITS = "_kits"  # under the storage root, beside the job folders: every node reads the kit where it reads its job
-# The tasks whose loop writes its test predictions for JobSpec.kit (workers/train.py). Detection's loop
-# (workers/detection/loop.py) still predicts on the dataset's test split.
-KIT_TASKS = frozenset({"classification"})
+# The tasks whose loop writes its test predictions for JobSpec.kit: every classifier's (workers/train.py, the
+# classical pipeline). Detection's loop (workers/detection/loop.py) still predicts on the dataset's test split.
+KIT_TASKS = frozenset(tasks_scored_as("classification"))
 log = logging.getLogger("convbench.kits")
 
 
