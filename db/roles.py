@@ -77,6 +77,8 @@ SITE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "runs": ("SELECT",),
     "challenges": ("SELECT",),
     "teams": (_columns("teams", without=("token_hash",)),),
+    # shown_score (the Ladder's public score) by decision: it is what the board shows. primary_score stays readable:
+    # the site's pages show it only on a plain board (leaderboard.queries), never under the Ladder.
     "submissions": (_columns("submissions", without=("file_data",)),),
     "held_labels": (),  # the invariant: only the gate's scorer reads them
     "throttles": (),  # the gate counts them

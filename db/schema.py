@@ -114,6 +114,9 @@ class Challenge(Base):
     # The share of test images in the public part (leaderboard.parts); 1.0 (rows from before the split): all public.
     public_fraction: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
     final_count: Mapped[int] = mapped_column(Integer, default=2, server_default="2")  # finals a team may mark
+    # The Ladder (leaderboard.ladder): a team's public score moves only when an upload beats its shown best by more
+    # than this (a fraction of the error); NULL: a plain board, every exact public score shown.
+    ladder_threshold: Mapped[float | None] = mapped_column(Float)
 
 
 class KitImage(Base):
@@ -201,6 +204,9 @@ class Submission(Base):
     # The private part's score, copied from private_scores when the host closes the challenge; NULL until then.
     private_score: Mapped[float | None] = mapped_column(Float)
     private_scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Under the Ladder, the public score the team is shown (lower is better, rounded to the threshold), written at
+    # insert under the quota's lock; NULL on a plain board, which shows primary_score.
+    shown_score: Mapped[float | None] = mapped_column(Float)
 
     team: Mapped[Team] = relationship(back_populates="submissions")
 

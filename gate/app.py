@@ -99,6 +99,9 @@ class ChallengeOut(BaseModel):
     classes: int
     quota: int
     window_days: float
+    # The Ladder (Blum and Hardt 2015): a team's shown public score moves only when an upload beats its shown best by
+    # more than this, so probing the public part tells little; None: a plain board, exact public scores.
+    ladder_threshold: float | None = None
 
 
 class AllowanceOut(BaseModel):
@@ -166,6 +169,7 @@ class SubmissionOut(BaseModel):
     next_slot_at: datetime | None
     existing: bool  # True: this file was submitted before; its earlier result, nothing charged
     created_at: datetime | None = None
+    ladder: float | None = None  # the Ladder's threshold: value, scores and rank are its shown ones; None: exact
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -233,7 +237,8 @@ def create_app(url: str, *, max_upload: int = MAX_BYTES, rate: float = 2.0, burs
     def challenges() -> list[ChallengeOut]:
         with session_scope(url) as session:
             return [ChallengeOut(slug=c.slug, title=c.title, task=c.task, dataset=c.dataset, metric=c.metric,
-                                 classes=len(c.class_names), quota=c.quota, window_days=c.window_days)
+                                 classes=len(c.class_names), quota=c.quota, window_days=c.window_days,
+                                 ladder_threshold=c.ladder_threshold)
                     for c in list_challenges(session)]
 
     @app.get("/v1/me", summary="the team a token belongs to")
@@ -260,13 +265,16 @@ def create_app(url: str, *, max_upload: int = MAX_BYTES, rate: float = 2.0, burs
                file: Annotated[UploadFile, File(description="CSV, or COCO results JSON for detection")],
                name: Annotated[str, Form(description="the entry's name on the board")] = "",
                description: Annotated[str, Form()] = "",
-               code_url: Annotated[str, Form(description="http(s) link to the entry's code")] = "") -> SubmissionOut:
+               code_url: Annotated[str, Form(description="http(s) link to the entry's code")] = "",
+               run_id: Annotated[str, Form(description="official teams only: the benchmark run that made the file "
+                                                       "(its entry links to the run; one entry per run)")] = ""
+               ) -> SubmissionOut:
         data = file.file.read(max_upload + 1)
         if len(data) > max_upload:
             raise TooLarge(f"the file has more than {max_upload:,} bytes; the limit is {max_upload:,}")
         result = quota.submit(url, token_of(credentials), slug, data, file.filename or "upload", label=name,
-                              description=description, code_url=code_url, throttle_key=client_key(request),
-                              max_bytes=max_upload)
+                              run_id=run_id or None, description=description, code_url=code_url,
+                              throttle_key=client_key(request), max_bytes=max_upload)
         if result.existing:
             response.status_code = 200
         return _out(url, result, quota.entry_fields(name).name)

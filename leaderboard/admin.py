@@ -47,7 +47,8 @@ def cmd_create_challenge(args: argparse.Namespace) -> int:
     challenge = challenge_admin.create(args)
     print(f"challenge {challenge.slug!r} (id {challenge.id}): {challenge.task} on {challenge.dataset}, "
           f"metric {challenge.metric}, {len(challenge.class_names)} classes, "
-          f"quota {challenge.quota} per {challenge.window_days:g} days")
+          f"quota {challenge.quota} per {challenge.window_days:g} days"
+          + (f"; the Ladder, threshold {challenge.ladder_threshold:g}" if challenge.ladder_threshold else ""))
     return 0
 
 
@@ -77,9 +78,9 @@ def cmd_list_challenges(args: argparse.Namespace) -> int:
     from leaderboard.challenges import list_challenges
 
     with session_scope(args.db) as session:
-        rows = [(c.id, c.slug, c.task, c.dataset, c.metric, f"{c.quota}/{c.window_days:g}d", c.title)
-                for c in list_challenges(session)]
-    _table(("id", "slug", "task", "dataset", "metric", "quota", "title"), rows)
+        rows = [(c.id, c.slug, c.task, c.dataset, c.metric, f"{c.quota}/{c.window_days:g}d",
+                 f"{c.ladder_threshold:g}" if c.ladder_threshold else "-", c.title) for c in list_challenges(session)]
+    _table(("id", "slug", "task", "dataset", "metric", "quota", "ladder", "title"), rows)
     return 0
 
 
@@ -189,6 +190,10 @@ def submit_report(answer: dict[str, Any]) -> str:
         lines.append(f"submission {answer['submission_id']}: {answer['status']}")
     else:
         lines.append(format_scores(answer["scores"]))
+    if answer.get("ladder") and not answer.get("hidden"):
+        from leaderboard.receipt import ladder_note
+
+        lines.append(f"shown by {ladder_note(float(answer['ladder']))}")
     if answer.get("scored_on"):
         lines.append(f"scored on: {answer['scored_on']}"
                      + (f"; {answer['final_ranking']}" if answer.get("final_ranking") else ""))

@@ -20,7 +20,7 @@ def create(args: argparse.Namespace):
     from leaderboard.challenges import create_challenge, create_private_challenge, normalised_config
 
     rule = {"title": args.title, "quota": args.quota, "window_days": args.window_days,
-            "public_fraction": args.public_fraction, "final_count": args.final_count}
+            "public_fraction": args.public_fraction, "final_count": args.final_count, "ladder_threshold": args.ladder}
     if args.images or args.labels:
         if not (args.images and args.labels):
             raise ChallengeError("--images and --labels go together: a folder of test images and its labels file")
@@ -71,6 +71,10 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
                         "the rest is the private part, shown at the close. 1: no private part")
     p.add_argument("--final-count", type=int, default=2, metavar="N",
                    help="how many submissions a team may mark as final for the private ranking (default 2)")
+    p.add_argument("--ladder", type=float, default=None, metavar="THRESHOLD",
+                   help="show the Ladder's public scores (Blum and Hardt 2015): a team's shown score moves only when "
+                        "an upload beats its shown best by more than THRESHOLD (a fraction of the error, e.g. 0.01), "
+                        "so probing the public part tells it little (default: a plain board)")
     p.add_argument("--val-per-class", type=int, default=0, metavar="N",
                    help="with --dataset imagenet: hold out N val images per class, labelled by the devkit's ground "
                         "truth or LOC_val_solution.csv")

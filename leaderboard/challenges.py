@@ -51,6 +51,17 @@ def _session(url_or_session: str | Session) -> Iterator[Session]:
             yield session
 
 
+def check_ladder(threshold: float | None) -> float | None:
+    """The Ladder's threshold as stored, or a ChallengeError: a fraction of the primary score (every primary score is a
+    fraction of the test images, lower is better), so 0 < t < 1; None: a plain board."""
+    if threshold is None:
+        return None
+    if not 0 < threshold < 1:
+        raise ChallengeError(f"the Ladder's threshold is a fraction of the error, 0 < t < 1 (e.g. 0.01 for one "
+                             f"point), got {threshold}")
+    return float(threshold)
+
+
 def _check_rule(slug: str, quota: int, window_days: float, public_fraction: float = 1.0, final_count: int = 2) -> None:
     if not SLUG.fullmatch(slug):
         raise ChallengeError(f"slug {slug!r}: use 1-64 lowercase letters, digits, '-' or '_'")
@@ -128,20 +139,23 @@ def _finish(session: Session, challenge: Challenge) -> Challenge:
     session.flush()
     audit.record(session, "challenge.created", "admin", {"dataset": challenge.dataset, "task": challenge.task,
                  "metric": challenge.metric, "quota": challenge.quota, "window_days": challenge.window_days,
-                 "kit_sha256": challenge.kit_sha256}, challenge.id, f"challenge {challenge.slug}")
+                 "ladder_threshold": challenge.ladder_threshold, "kit_sha256": challenge.kit_sha256},
+                 challenge.id, f"challenge {challenge.slug}")
     return challenge
 
 
 def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
                      dataset_options: dict[str, Any] | None = None, *, title: str = "", quota: int = 2,
                      window_days: float = 7.0, public_fraction: float = parts.DEFAULT_FRACTION,
-                     final_count: int = 2) -> Challenge:
+                     final_count: int = 2, ladder_threshold: float | None = None) -> Challenge:
     """Create a challenge on `dataset`'s test split: its images as a kit, its labels held under the kit's ids,
-    `public_fraction` of them in the public part (leaderboard.parts); teams mark up to `final_count` finals."""
+    `public_fraction` of them in the public part (leaderboard.parts); teams mark up to `final_count` finals.
+    `ladder_threshold`: the board shows the Ladder's public scores (leaderboard.ladder); None: the exact ones."""
     # Imported here: the site itself never needs the dataset registry.
     from workers.datasets import DatasetError, dataset_class_names, get_dataset, held_test_labels
 
     _check_rule(slug, quota, window_days, public_fraction, final_count)
+    ladder_threshold = check_ladder(ladder_threshold)
     config = normalised_config(dataset, dataset_options)
     entry = get_dataset(dataset)
     if entry.task not in scoring.METRIC_FOR_TASK:
@@ -157,7 +171,8 @@ def create_challenge(url_or_session: str | Session, slug: str, dataset: str,
                                   dataset_config=config, class_names=class_names,
                                   metric=scoring.METRIC_FOR_TASK[entry.task], quota=quota,
                                   window_days=float(window_days), open_book=entry.open_book,
-                                  public_fraction=float(public_fraction), final_count=final_count)
+                                  public_fraction=float(public_fraction), final_count=final_count,
+                                  ladder_threshold=ladder_threshold)
             session.add(challenge)
             session.flush()
             images = [(test_id, labels[test_id], make) for test_id, make in _dataset_test_images(dataset, config)]
@@ -176,7 +191,8 @@ PRIVATE = "private"  # Challenge.dataset of a challenge made from an images fold
 def create_private_challenge(url_or_session: str | Session, slug: str, source: Source, *, title: str = "",
                              quota: int = 2, window_days: float = 7.0, train_data: str = "",
                              dataset: str = PRIVATE, dataset_options: dict[str, Any] | None = None,
-                             public_fraction: float = parts.DEFAULT_FRACTION, final_count: int = 2) -> Challenge:
+                             public_fraction: float = parts.DEFAULT_FRACTION, final_count: int = 2,
+                             ladder_threshold: float | None = None) -> Challenge:
     """Create a challenge from labels only the server holds (leaderboard.private_labels): each image is read
     once, stripped of metadata and stored; afterwards the images folder and the labels file may be deleted.
 
@@ -185,6 +201,7 @@ def create_private_challenge(url_or_session: str | Session, slug: str, source: S
     holdout), so that runs on it find it; by default "private", which no run has.
     """
     _check_rule(slug, quota, window_days, public_fraction, final_count)
+    ladder_threshold = check_ladder(ladder_threshold)
     if source.task not in scoring.METRIC_FOR_TASK:
         raise ChallengeError(f"task {source.task!r} has no scorer")
     config: dict[str, Any] = (normalised_config(dataset, dataset_options) if dataset != PRIVATE
@@ -195,7 +212,8 @@ def create_private_challenge(url_or_session: str | Session, slug: str, source: S
         challenge = Challenge(slug=slug, title=title or slug, task=source.task, dataset=dataset, dataset_config=config,
                               class_names=list(source.class_names), metric=scoring.METRIC_FOR_TASK[source.task],
                               quota=quota, window_days=float(window_days), open_book=False,
-                              public_fraction=float(public_fraction), final_count=final_count)
+                              public_fraction=float(public_fraction), final_count=final_count,
+                              ladder_threshold=ladder_threshold)
         session.add(challenge)
         session.flush()
         store_kit(session, challenge,

@@ -111,9 +111,11 @@ def multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes
 
 
 def submit(server: str, token: str, slug: str, data: bytes, filename: str, name: str = "", description: str = "",
-           code_url: str = "", client: str | None = None) -> dict[str, Any]:
-    """Upload a prediction file; the gate's answer: scores with CIs, rank, quota left, next slot."""
-    body, content_type = multipart({"name": name, "description": description, "code_url": code_url}, filename, data)
+           code_url: str = "", client: str | None = None, run_id: str = "") -> dict[str, Any]:
+    """Upload a prediction file; the gate's answer: scores with CIs, rank, quota left, next slot. `run_id`: an
+    official team's benchmark run that made the file."""
+    fields = {"name": name, "description": description, "code_url": code_url} | ({"run_id": run_id} if run_id else {})
+    body, content_type = multipart(fields, filename, data)
     return _request(server, f"/v1/challenges/{urllib.parse.quote(slug, safe='')}/submissions", token, body,
                     content_type, client)
 

@@ -112,10 +112,24 @@ def parts_rule(challenge: Challenge) -> dict[str, Any] | None:
             "final_selections": int(challenge.final_count)}
 
 
+def ladder_rule(challenge: Challenge) -> dict[str, Any] | None:
+    """The Ladder's rule (leaderboard.ladder) as the kit states it; None on a plain board."""
+    threshold = challenge.ladder_threshold
+    if threshold is None:
+        return None
+    return {"threshold": threshold,
+            "means": (f"the Ladder (Blum and Hardt 2015): the public score shown for each submission, and the team's "
+                      f"on the board, changes only when a submission beats the team's shown best by more than "
+                      f"{threshold:g} (a fraction of the error), and is then rounded to a multiple of it; so probing "
+                      f"the public part with small changes tells nothing, and the board stays an honest estimate")}
+
+
 def rules(challenge: Challenge, n_images: int) -> dict[str, Any]:
     metrics = [m.name for m in task_metrics(challenge.task)]
     scoring_parts = parts_rule(challenge)
+    ladder = ladder_rule(challenge)
     return {**({"test_parts": scoring_parts} if scoring_parts is not None else {}),
+        **({"ladder": ladder} if ladder is not None else {}),
         "challenge": challenge.slug, "title": challenge.title, "task": challenge.task,
         "metric": challenge.metric, "metrics_reported": metrics, "lower_is_better_on_board": True,
         "quota": {"submissions": challenge.quota, "per_rolling_days": challenge.window_days},
@@ -146,6 +160,7 @@ def readme(challenge: Challenge, rule: dict[str, Any]) -> bytes:
         f"Submission: {rule['submission']}. sample_submission.csv is a well-formed example in kit order.",
         f"Training and validation data: {rule['training_data']}. They are not in this kit.",
         *_parts_lines(rule.get("test_parts")),
+        *(["", f"Shown scores: {rule['ladder']['means']}."] if rule.get("ladder") else []),
         "",
         "Check the kit: sha256sum -c MANIFEST.sha256",
         "Rules in machine-readable form: rules.json",

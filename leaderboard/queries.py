@@ -133,7 +133,7 @@ def format_runs(frame: pd.DataFrame) -> str:
 def challenges_frame(url: str | None = None) -> pd.DataFrame:
     """Every challenge (oldest first) with its task, metric and submission rule."""
     columns = ("slug", "title", "task", "dataset", "metric", "quota", "window_days", "created_at", "open_book",
-               "closed_at")  # open_book: labels rebuildable from public code, said so on the board
+               "closed_at", "ladder_threshold")  # open_book: labels rebuildable from public code, said so on the board
     query = select(*[getattr(Challenge, c) for c in columns]).order_by(Challenge.id)
     return _frame(url, query, columns)
 
@@ -142,45 +142,60 @@ def _official_teams() -> Any:
     return select(Team.id).where(Team.official)
 
 
-def _entries(challenge: int, shown: list[Any]) -> Any:
-    """The board's entries (id, primary_score, created_at): each team's best submission, and for an official
+def ladder_scores(metric: str, shown_score: float) -> dict[str, Any]:
+    """What is told of a submission's scores under the Ladder: the metric's shown value alone. No interval and no
+    other metric: either would tell the exact public score the Ladder withholds."""
+    return {"metric": metric, metric: scoring.metric_value(metric, shown_score), "ladder": True}
+
+
+def score_column(ladder: bool) -> Any:
+    """The score a board ranks and shows: the Ladder's shown score (leaderboard.ladder), else the exact one."""
+    return Submission.shown_score if ladder else Submission.primary_score
+
+
+def _entries(challenge: int, shown: list[Any], score: Any = Submission.primary_score) -> Any:
+    """The board's entries (id, score, created_at): each team's best submission, and for an official
     team every submission (each baseline run is an entry of its own; a run is submitted once per challenge).
     `shown`: WHERE terms leaving out the submissions whose scores a hidden phase withholds (phases.shown_clause).
+    `score`: the column ranked (score_column): under the Ladder a team's best is the upload that set its shown
+    score, the earliest at that score, so the entry shown tells nothing the shown score does not.
 
     A team's best is the lowest primary score, then the earliest, then the lowest id: MIN per team on the
     index (challenge, team, score), then the tie-break over the rows at that score only. The LEFT JOIN keeps
     SQLite's planner from scanning every submission of the challenge to look the 1,000 minima up.
     """
-    best = (select(Submission.team_id, func.min(Submission.primary_score).label("score"))
+    best = (select(Submission.team_id, func.min(score).label("score"))
             .where(Submission.challenge_id == challenge, Submission.team_id.not_in(_official_teams()), *shown)
             .group_by(Submission.team_id).subquery())
-    tied = (select(Submission.id, Submission.primary_score, Submission.created_at,
+    tied = (select(Submission.id, score.label("primary_score"), Submission.created_at,
                    func.row_number().over(partition_by=Submission.team_id,
                                           order_by=(Submission.created_at, Submission.id)).label("tie"))
             .select_from(best)
             .outerjoin(Submission, and_(Submission.challenge_id == challenge, Submission.team_id == best.c.team_id,
-                                        Submission.primary_score == best.c.score, *shown))).subquery()
+                                        score == best.c.score, *shown))).subquery()
     regular = select(tied.c.id, tied.c.primary_score, tied.c.created_at).where(tied.c.tie == 1)
-    official = (select(Submission.id, Submission.primary_score, Submission.created_at)
+    official = (select(Submission.id, score.label("primary_score"), Submission.created_at)
                 .where(Submission.challenge_id == challenge, Submission.team_id.in_(_official_teams()), *shown))
     return union_all(regular, official).subquery()
 
 
-def _page(s: Any, challenge: int, best_only: bool, limit: int | None, offset: int) -> tuple[dict[int, int], int]:
+def _page(s: Any, challenge: int, best_only: bool, limit: int | None, offset: int,
+          score: Any = Submission.primary_score) -> tuple[dict[int, int], int]:
     """Submission id -> rank (1 + how many rows score better: ties share a rank) of one page of the board,
     and how many rows the whole board has. `challenge` is an id, not a subquery: PostgreSQL plans for the value.
-    Submissions of a hidden phase are left out while it withholds their scores (leaderboard.phases.withheld)."""
+    Submissions of a hidden phase are left out while it withholds their scores (leaderboard.phases.withheld).
+    `score`: the column ranked (score_column)."""
     shown = phases.shown_clause(phases.withheld(s, challenge))
     if best_only:
-        entries = _entries(challenge, shown)
+        entries = _entries(challenge, shown, score)
         rows = s.execute(select(entries.c.id, entries.c.primary_score)
                          .order_by(entries.c.primary_score, entries.c.created_at, entries.c.id)).all()
         ranks = pd.Series([score for _, score in rows], dtype=float).rank(method="min").astype(int).tolist()
         end = None if limit is None else offset + limit
         return {int(i): r for (i, _), r in zip(rows[offset:end], ranks[offset:end])}, len(rows)
     total = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge, *shown)) or 0)
-    rows = s.execute(select(Submission.id, Submission.primary_score).where(Submission.challenge_id == challenge, *shown)
-                     .order_by(Submission.primary_score, Submission.created_at, Submission.id)
+    rows = s.execute(select(Submission.id, score).where(Submission.challenge_id == challenge, *shown)
+                     .order_by(score, Submission.created_at, Submission.id)
                      .limit(limit).offset(offset)).all()
     if not rows:
         return {}, total
@@ -188,7 +203,7 @@ def _page(s: Any, challenge: int, best_only: bool, limit: int | None, offset: in
     # below that lowest score (for the rows tied with it); the others rank after everything before the page.
     lowest = rows[0][1]
     below = int(s.scalar(select(func.count()).where(Submission.challenge_id == challenge, *shown,
-                                                   Submission.primary_score < lowest)) or 0)
+                                                   score < lowest)) or 0)
     within = pd.Series([score for _, score in rows], dtype=float).rank(method="min").astype(int) - 1
     ranks = [below + 1 if score == lowest else offset + w + 1 for (_, score), w in zip(rows, within.tolist())]
     return {int(i): r for (i, _), r in zip(rows, ranks)}, total
@@ -201,22 +216,32 @@ def submissions_frame(url: str | None, slug: str, best_only: bool = True, limit:
     `best_only`: each team's best entry (baselines: one per run), as the public board shows it; else every
     submission. `rank` is the row's place on the whole board, not on the page. `limit=None`: every row.
     `frame.attrs["total"]`: how many rows the whole board has.
+
+    Under the Ladder (`frame.attrs["ladder"]`: its threshold, else None) `primary_score` is the Ladder's shown score
+    and `scores` its value alone (ladder_scores): the exact public score never leaves this function.
     """
-    columns = (Submission.id, Team.name, Team.official, Submission.label, Submission.description,
-               Submission.code_url, Submission.run_id, Run.arch, Run.family, Run.params, Run.flops, Run.input_size,
-               Submission.primary_score, Submission.scores, Submission.created_at)
     with session_scope(url) as s:
         connection = s.connection()  # Core, not the ORM: no per-row ORM loading
-        challenge = connection.scalar(select(Challenge.id).where(Challenge.slug == slug))
-        ranks, total = _page(connection, challenge, best_only, limit, offset) if challenge is not None else ({}, 0)
+        found = connection.execute(select(Challenge.id, Challenge.metric, Challenge.ladder_threshold)
+                                   .where(Challenge.slug == slug)).first()
+        challenge, metric, threshold = found if found is not None else (None, "", None)
+        score = score_column(threshold is not None)
+        columns = (Submission.id, Team.name, Team.official, Submission.label, Submission.description,
+                   Submission.code_url, Submission.run_id, Run.arch, Run.family, Run.params, Run.flops,
+                   Run.input_size, score, Submission.scores, Submission.created_at)
+        ranks, total = (_page(connection, challenge, best_only, limit, offset, score) if challenge is not None
+                        else ({}, 0))
         rows = connection.execute(select(*columns).join(Team, Team.id == Submission.team_id)
                          .outerjoin(Run, Run.job_id == Submission.run_id)
                          .where(Submission.id.in_(list(ranks)))).all() if ranks else []
     frame = pd.DataFrame(rows, columns=list(SUBMISSION_COLUMNS))
+    if threshold is not None:
+        frame["scores"] = [ladder_scores(metric, shown) for shown in frame["primary_score"]]
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     frame["rank"] = frame["submission_id"].map(ranks).astype("Int64")
     frame = frame.sort_values(["primary_score", "created_at", "submission_id"]).reset_index(drop=True)
     frame.attrs["total"] = total
+    frame.attrs["ladder"] = threshold
     return frame
 
 
@@ -285,6 +310,7 @@ def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | 
         with session_scope(url) as s:
             task = s.scalar(select(Challenge.task).where(Challenge.slug == slug)) or "classification"
     raw = submissions_frame(url, slug, best_only, limit, offset)
+    ladder = raw.attrs.get("ladder")
     if offset > 0 and len(raw):  # the verdicts compare with the leader, who is on the first page
         raw = pd.concat([submissions_frame(url, slug, best_only, 1, 0), raw], ignore_index=True)
     official = raw["official"].astype(bool)
@@ -314,6 +340,7 @@ def leaderboard(url: str | None, slug: str, best_only: bool = True, task: str | 
         board = board.iloc[1:]
     board = board.reset_index(drop=True)
     board.attrs["total"] = raw.attrs.get("total", len(board))
+    board.attrs["ladder"] = ladder  # the Ladder's threshold: scores are its shown ones, with no interval
     return board
 
 
@@ -323,16 +350,28 @@ def team_submissions(url: str | None, team: str) -> pd.DataFrame:
                "n_rows", "created_at")
     query = (select(Submission.id, Challenge.slug, Challenge.metric, Submission.label, Submission.description,
                     Submission.code_url, Submission.primary_score, Submission.scores, Submission.n_rows,
-                    Submission.created_at)
+                    Submission.created_at, Submission.shown_score)
              .join(Team, Team.id == Submission.team_id).join(Challenge, Challenge.id == Submission.challenge_id)
              .where(Team.name == team).order_by(Submission.created_at.desc(), Submission.id.desc()))
-    raw = _frame(url, query, columns)
+    raw = _laddered(_frame(url, query, (*columns, "shown_score")))
     history = raw[["created_at", "challenge", "label", "description", "code_url", "metric", "n_rows",
                    "submission_id"]].copy()
     history["score"] = [scoring.metric_value(m, p) for m, p in zip(raw["metric"], raw["primary_score"])]
     for key in listed_metrics():
         history[key] = [_score(scores, key) for scores in raw["scores"]]
     return _withhold(url, history, ["score", *listed_metrics()])
+
+
+def _laddered(raw: pd.DataFrame) -> pd.DataFrame:
+    """Rows of submissions (columns metric, primary_score, shown_score, perhaps scores) with, where the Ladder showed
+    a score (shown_score set), that score in place of the exact one and nothing else of it (ladder_scores)."""
+    laddered = raw["shown_score"].notna()
+    if laddered.any():
+        raw.loc[laddered, "primary_score"] = raw.loc[laddered, "shown_score"]
+        if "scores" in raw:
+            raw.loc[laddered, "scores"] = pd.Series([ladder_scores(m, v) for m, v in zip(
+                raw.loc[laddered, "metric"], raw.loc[laddered, "shown_score"])], index=raw.index[laddered], dtype=object)
+    return raw
 
 
 def _withhold(url: str | None, frame: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
@@ -481,9 +520,10 @@ def run_record(url: str | None, job_id: str) -> dict[str, Any] | None:
 def run_submissions(url: str | None, job_id: str) -> pd.DataFrame:
     """The challenge entries a run was submitted as: the way back from a board row to the run."""
     columns = ("challenge", "metric", "primary_score", "created_at", "submission_id")
-    query = (select(Challenge.slug, Challenge.metric, Submission.primary_score, Submission.created_at, Submission.id)
+    query = (select(Challenge.slug, Challenge.metric, Submission.primary_score, Submission.created_at, Submission.id,
+                    Submission.shown_score)
              .join(Challenge, Challenge.id == Submission.challenge_id).where(Submission.run_id == job_id)
              .order_by(Submission.created_at))
-    raw = _frame(url, query, columns)
+    raw = _laddered(_frame(url, query, (*columns, "shown_score")))
     raw["score"] = [scoring.metric_value(m, p) for m, p in zip(raw["metric"], raw["primary_score"])]
     return _withhold(url, raw[["challenge", "metric", "score", "created_at", "submission_id"]].copy(), ["score"])

@@ -28,13 +28,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from db.engine import database_url, make_sessionmaker
 from db.schema import Challenge, PrivateScore, Run, Submission, Team
-from leaderboard import audit, phases, scoring, throttle
+from leaderboard import audit, ladder, phases, scoring, throttle
 from leaderboard.challenges import get_challenge
 from leaderboard.errors import AuthError, ChallengeError, QuotaExceeded, ScoringError, ValidationError
 from leaderboard.submissions import MAX_BYTES, Parsed, validate
@@ -221,6 +221,17 @@ def _lock_team(session: Session, team_id: int) -> Team:
     return team
 
 
+def _shown_score(session: Session, challenge: Challenge, team: Team, primary_score: float) -> float | None:
+    """Under the Ladder, the public score the team is shown for a new upload scoring `primary_score`; None on a plain
+    board. Read under the quota's lock, which serialises the team's uploads: the previous shown best (the lowest, as
+    the Ladder's shown scores only fall) is the one the team saw last, whatever else is uploading at once."""
+    if challenge.ladder_threshold is None:
+        return None
+    best = session.scalar(select(func.min(Submission.shown_score)).where(
+        Submission.challenge_id == challenge.id, Submission.team_id == team.id))
+    return ladder.ladder_score(best, primary_score, challenge.ladder_threshold)
+
+
 def _refused(session: Session, team: Team, challenge: Challenge, sha256: str, status: QuotaStatus,
              apart: bool) -> QuotaExceeded:
     """The quota's refusal, recorded in the audit trail: in a transaction of its own (`apart`), or in the session's
@@ -255,6 +266,9 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
     maker = make_sessionmaker(database_url(url))
     with maker() as session:
         team = _team(session, token_or_team, throttle_key)
+        if run_id is not None and not team.official:
+            # A run is the benchmark's own: a team naming one would put its file on the board as that run's.
+            raise ValidationError("run_id: only an official baseline team's submission names a benchmark run")
         challenge = get_challenge(session, challenge_slug)
         if challenge.closed_at is not None:
             raise ChallengeError(f"challenge {challenge_slug!r} is closed since {challenge.closed_at:%Y-%m-%d %H:%M} "
@@ -301,7 +315,7 @@ def submit(url: str | None, token_or_team: str | Team, challenge_slug: str, data
                          description=entry.description, code_url=entry.code_url,
                          file_sha256=sha256, file_data=bytes(data),
                          n_rows=parsed.n_rows, primary_score=scored.primary_score, scores=scored.scores,
-                         created_at=now)
+                         created_at=now, shown_score=_shown_score(session, challenge, team, scored.primary_score))
         session.add(row)
         try:
             session.flush()

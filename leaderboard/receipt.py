@@ -14,10 +14,16 @@ from db.engine import session_scope
 from db.schema import Challenge, Submission
 from leaderboard import phases, scoring
 from leaderboard.challenges import get_challenge
-from leaderboard.queries import board_rank, submissions_frame
+from leaderboard.queries import board_rank, ladder_scores, submissions_frame
 from leaderboard.quota import SubmitResult
 
 PRIVATE_NOTE = "the final ranking uses the private part of the test set, shown when the host closes the challenge"
+
+
+def ladder_note(threshold: float) -> str:
+    """What the Ladder does to a shown score, in one sentence (the CLI prints it)."""
+    return (f"the Ladder (threshold {threshold:g}): your shown score moves only when an upload beats your shown best "
+            f"by more than {threshold:g}, rounded to a multiple of it, so that probing the public part tells little")
 
 
 def scored_on(session: Any, challenge: Challenge) -> str:
@@ -38,7 +44,10 @@ def answer(url: str | None, result: SubmitResult, name: str) -> dict[str, Any]:
     hidden phase withholds them, none of that (no number, no rank), only `status` saying until when."""
     with session_scope(url) as session:
         challenge = get_challenge(session, result.challenge)
-        made = _aware(session.get(Submission, result.submission_id).created_at)  # type: ignore[union-attr]
+        row = session.get(Submission, result.submission_id)
+        made = _aware(row.created_at)  # type: ignore[union-attr]
+        # Under the Ladder the answer tells the shown score alone, never the exact one (leaderboard.ladder).
+        threshold, shown = challenge.ladder_threshold, row.shown_score  # type: ignore[union-attr]
         covers = scored_on(session, challenge)
         hidden = phases.withholding(phases.withheld(session, challenge.id), made)
         private = scoring.private_mask(session, challenge) is not None
@@ -46,15 +55,18 @@ def answer(url: str | None, result: SubmitResult, name: str) -> dict[str, Any]:
     common = {"submission_id": result.submission_id, "challenge": result.challenge, "team": result.team,
               "name": name, "metric": metric, "quota_left": result.quota_left, "next_slot_at": result.next_slot_at,
               "existing": result.existing, "created_at": made, "scored_on": covers,
-              "final_ranking": PRIVATE_NOTE if private else ""}
+              "final_ranking": PRIVATE_NOTE if private else "", "ladder": threshold}
     if hidden is not None:
         size = int(submissions_frame(url, result.challenge, best_only=True, limit=1).attrs.get("total", 0))
         return {**common, "hidden": True, "status": hidden.note(), "value": None, "ci": None,
                 "scores": {"metric": metric}, "rank": None, "on_board": False, "board_size": size}
-    value = result.scores.get(metric)
-    value = float(value) if isinstance(value, (int, float)) else scoring.metric_value(metric, result.primary_score)
-    ci = result.scores.get(f"{metric}_ci")
-    rank, on_board, size = board_rank(url, result.challenge, result.submission_id, result.primary_score)
+    scores, primary = result.scores, result.primary_score
+    if threshold is not None and shown is not None:
+        scores, primary = ladder_scores(metric, shown), shown
+    value = scores.get(metric)
+    value = float(value) if isinstance(value, (int, float)) else scoring.metric_value(metric, primary)
+    ci = scores.get(f"{metric}_ci")
+    rank, on_board, size = board_rank(url, result.challenge, result.submission_id, primary)
     return {**common, "hidden": False, "status": "scored", "value": value,
             "ci": [float(c) for c in ci] if isinstance(ci, list) and None not in ci else None,
-            "scores": result.scores, "rank": rank, "on_board": on_board, "board_size": size}
+            "scores": scores, "rank": rank, "on_board": on_board, "board_size": size}

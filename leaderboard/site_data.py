@@ -170,9 +170,13 @@ def board_records(board: pd.DataFrame, task: str) -> list[dict[str, Any]]:
 
 
 def board_json(board: pd.DataFrame, challenge: dict[str, Any]) -> str:
-    """The board as JSON: the challenge's public description, then one object per entry (fractions, not %)."""
+    """The board as JSON: the challenge's public description, then one object per entry (fractions, not %).
+    `ladder_threshold` in the head (a Ladder challenge only): the entries' scores are the Ladder's shown ones, with no
+    interval."""
     task = challenge.get("task", "classification")
     head = {key: _plain(challenge.get(key)) for key in ("slug", "title", "task", "dataset", "metric")}
+    if _plain(challenge.get("ladder_threshold")) is not None:
+        head["ladder_threshold"] = _plain(challenge["ladder_threshold"])
     return json.dumps({"challenge": head, "entries": board_records(board, task)}, indent=2)
 
 

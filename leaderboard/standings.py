@@ -12,7 +12,9 @@ it; each team's shift is its public rank minus its private rank (positive: it ro
 here touches the private part: the same work whatever the private scores are.
 
 Rank intervals come from leaderboard.ranking's paired bootstrap on the part shown; a detection challenge (mAP per
-replicate is not computed) gets ranks without intervals.
+replicate is not computed) gets ranks without intervals. Under the Ladder (leaderboard.ladder) the public board ranks
+the Ladder's shown scores, without intervals: an interval from the exact public score would tell what the Ladder
+hides. The private ranking at the close is the same as without it.
 """
 from __future__ import annotations
 
@@ -56,19 +58,24 @@ def _entries(session: Session, challenge: Challenge) -> list[tuple[Submission, s
 
 
 def _best_per_team(entries: list[tuple[Submission, str, bool]], score: dict[int, float]) -> list[tuple[Submission, str, bool]]:
-    """Each team's entry of lowest `score` (official teams: every entry), in score order."""
+    """Each team's entry of lowest `score`, the earliest of those (official teams: every entry), in score order."""
     kept: dict[Any, tuple[Submission, str, bool]] = {}
+
+    def order(s: Submission) -> tuple[float, Any, int]:
+        return score[s.id], s.created_at, s.id
+
     for s, name, official in entries:
         if s.id not in score:
             continue
         key = ("run", s.id) if official else ("team", name)
-        if key not in kept or score[s.id] < score[kept[key][0].id]:
+        if key not in kept or order(s) < order(kept[key][0]):
             kept[key] = (s, name, official)
     return sorted(kept.values(), key=lambda e: (score[e[0].id], e[0].created_at, e[0].id))
 
 
 def _ranked(session: Session, challenge: Challenge, chosen: list[tuple[Submission, str, bool]],
-            score: dict[int, float], images: np.ndarray | None, replicates: int, seed: int) -> list[Row]:
+            score: dict[int, float], images: np.ndarray | None, replicates: int, seed: int,
+            with_intervals: bool = True) -> list[Row]:
     metric = challenge.metric
     if not chosen:
         return []
@@ -77,7 +84,7 @@ def _ranked(session: Session, challenge: Challenge, chosen: list[tuple[Submissio
     try:
         ranking.top_k_of(metric)
         intervals = (ranking.board_intervals(session, challenge, ids, images=images, replicates=replicates, seed=seed)
-                     if challenge.task == "classification" else None)
+                     if challenge.task == "classification" and with_intervals else None)
     except ChallengeError:
         intervals = None
     if intervals is None:  # ranks by the stored score, no intervals
@@ -99,10 +106,13 @@ def compute(session: Session, challenge: Challenge, replicates: int = ranking.RE
     """The standings of `challenge` as JSON-ready data: `board` (the official one) and, after close, `public`."""
     closed = challenge.closed_at is not None
     entries = _entries(session, challenge)
+    ladder = challenge.ladder_threshold is not None
     public_score = {s.id: s.primary_score for s, _, _ in entries}
-    public_rows = _ranked(session, challenge, _best_per_team(entries, public_score), public_score,
-                          scoring.public_mask(session, challenge), replicates, seed)
+    shown_score = {s.id: s.shown_score for s, _, _ in entries if s.shown_score is not None} if ladder else public_score
+    public_rows = _ranked(session, challenge, _best_per_team(entries, shown_score), shown_score,
+                          scoring.public_mask(session, challenge), replicates, seed, with_intervals=not ladder)
     answer: dict[str, Any] = {"challenge": challenge.slug, "metric": challenge.metric, "closed": closed,
+                              "ladder": challenge.ladder_threshold,
                               "part": "public", "level": ranking.LEVEL, "replicates": replicates, "seed": seed,
                               "board": [asdict(r) for r in public_rows], "public": None}
     if not closed:
@@ -169,6 +179,9 @@ def compare(session: Session, challenge: Challenge, a: int, b: int) -> dict[str,
         if i not in shown:
             raise ChallengeError(f"no submission {i} on the board of {challenge.slug!r}")
     closed = challenge.closed_at is not None
+    if challenge.ladder_threshold is not None and not closed:
+        raise ChallengeError(f"challenge {challenge.slug!r} shows the Ladder's scores: comparing two submissions on "
+                             f"the public part would tell what it hides; compare them after the close")
     images = scoring.private_mask(session, challenge) if closed else scoring.public_mask(session, challenge)
     if closed and images is None:
         images = None

@@ -60,7 +60,7 @@ def submit_through_gate(server: str, slug: str, data: bytes, spec: JobSpec) -> d
     # A refusal or an unreachable gate raises a LeaderboardError (gate_client), logged by the caller as any
     # rejected baseline: the run's own row is safe either way.
     return gate_client.submit(server, token, slug, data, PREDICTIONS_FILE, name=spec.arch,
-                              description=f"convbench baseline: run {spec.job_id}")
+                              description=f"convbench baseline: run {spec.job_id}", run_id=spec.job_id)
 
 
 def submit_baseline(url: str, spec: JobSpec, root: str | Path) -> SubmitResult | dict[str, Any] | None:

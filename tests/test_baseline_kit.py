@@ -203,7 +203,8 @@ def test_baselines_go_through_the_gate_when_one_is_configured(tmp_path, monkeypa
 
     def submitted() -> list:
         with session_scope(url) as s:
-            return s.execute(sa.select(Submission.label, Submission.primary_score, Team.name).join(Team)).all()
+            return s.execute(sa.select(Submission.label, Submission.primary_score, Team.name, Submission.run_id)
+                             .join(Team)).all()
 
     with serving(url) as gate:
         monkeypatch.setenv("CONVBENCH_GATE_URL", gate)
@@ -225,13 +226,46 @@ def test_baselines_go_through_the_gate_when_one_is_configured(tmp_path, monkeypa
     # The board's score is the public part's (leaderboard.parts); the private part's is held until the close.
     independent = float(np.mean([held[i] not in guesses[i] for i in public]))
     assert 0 < independent < 1
-    assert submitted() == [("resnet18", pytest.approx(independent), BASELINE_TEAM)]
+    # The entry names its run (the board links to it), as an in-process baseline's does.
+    assert submitted() == [("resnet18", pytest.approx(independent), BASELINE_TEAM, job.job_id)]
 
     monkeypatch.delenv("CONVBENCH_GATE_URL")
     (job.folder / "predictions.csv").write_text("image_id,pred_1\n" + "".join(f"{i},{held[i]}\n" for i in held))
-    result = submit_baseline(url, job, root)  # no gate: scored in process, as a local campaign does
+    result = submit_baseline(url, job, root)  # no gate: in process, as a local campaign does; one entry per run
+    assert result is not None and not isinstance(result, dict) and result.existing
+    assert result.primary_score == pytest.approx(independent) and len(submitted()) == 1
+    other = replace(job, seed=1)
+    Store(url, tmp_path / "spool", retries=()).record(other, {"top1_err": 0.5})
+    other.folder.mkdir(parents=True)
+    (other.folder / "predictions.csv").write_text((job.folder / "predictions.csv").read_text())
+    result = submit_baseline(url, other, root)
     assert result is not None and not isinstance(result, dict) and result.primary_score == pytest.approx(0.0)
     assert len(submitted()) == 2
+
+
+def test_only_an_official_team_names_a_run_over_the_gate(tmp_path) -> None:
+    from gate_server import serving
+
+    from leaderboard import gate_client
+    from leaderboard.challenges import create_challenge
+    from leaderboard.errors import ValidationError
+    from leaderboard.tokens import create_team
+    from orchestrator.store import Store
+
+    url = create_schema(f"sqlite:///{tmp_path / 'c.db'}")
+    options = {"num_classes": 6, "image_size": 8, "train_per_class": 1, "val_per_class": 1, "test_per_class": 4}
+    create_challenge(url, "syn", "synthetic", options)
+    job = JobSpec(suite="gate", task="classification", arch="resnet18", dataset="synthetic", dataset_options=options,
+                  recipe={"epochs": 1}, seed=0, input_size=32, storage=str(tmp_path / "runs"))
+    Store(url, tmp_path / "spool", retries=()).record(job, {"top1_err": 0.5})
+    with session_scope(url) as s:
+        token = create_team(s, "outside team")
+        ids = list(s.scalars(sa.select(HeldLabel.image_id)))
+    data = ("image_id,pred_1\n" + "".join(f"{i},0\n" for i in ids)).encode()
+    with serving(url) as gate, pytest.raises(ValidationError, match="only an official baseline team"):
+        gate_client.submit(gate, token, "syn", data, "p.csv", run_id=job.job_id)  # would pose as the benchmark's run
+    with session_scope(url) as s:
+        assert s.scalar(sa.select(sa.func.count(Submission.id))) == 0
 
 
 def test_the_driver_writes_each_kit_once_and_again_only_when_it_was_altered(tmp_path) -> None:

@@ -24,6 +24,9 @@ RULES = """
 - **One entry per team.** The board shows each team's best submission; the benchmark's own runs appear as
   the official baselines, one entry per run. Every score has a 95% bootstrap confidence interval, and entries
   whose intervals overlap the leader's are marked *not significantly different*.
+- **The Ladder.** A challenge may show the Ladder's scores (Blum and Hardt, 2015): a team's public score changes
+  only when a submission beats its shown best by more than a threshold, so a team cannot climb the board by
+  probing the public part with small changes to a file.
 - **Validation and test.** The Architectures, Detection and Run detail pages show each run's figures on its
   *validation* split, measured during training; the Leaderboard scores the *test* split, which no training
   run saw. The two differ by sampling, and by any tuning done on validation.

@@ -192,7 +192,16 @@ def describe(challenge: pd.Series) -> str:
     return (f"{challenge['task'].capitalize()} on the `{challenge['dataset']}` dataset, ranked by {primary} on the "
             f"held-out test split ({better} is better). Official baselines are the benchmark's own runs, one entry "
             f"per run; every other team shows its best entry. Quota: {quota} per team every "
-            f"{challenge['window_days']:g} days.")
+            f"{challenge['window_days']:g} days." + ladder_sentence(challenge.get("ladder_threshold")))
+
+
+def ladder_sentence(threshold: Any) -> str:
+    """The Ladder in one sentence (leaderboard.ladder), "" on a plain board."""
+    if threshold is None or pd.isna(threshold):
+        return ""
+    return (f" Scores follow the Ladder (Blum and Hardt 2015): a team's shown score changes only when a submission "
+            f"beats its shown best by more than {100 * float(threshold):g} points, rounded to that step, so probing "
+            f"the public part cannot climb the board; its exact scores, intervals and comparisons are not shown.")
 
 
 def main() -> None:
