@@ -16,7 +16,8 @@ class ProgressTable:
         self.out, self.start = out, time.monotonic()
         self.rows: dict[str, dict[str, Any]] = {
             j.job_id: {"name": f"{j.arch}/{j.dataset}/s{j.seed}", "state": "queued", "epoch": 0,
-                       "epochs": j.recipe["epochs"], "t0": None} for j in jobs}
+                       # A recipe without epochs (the classical pipeline fits once) shows one step.
+                       "epochs": j.recipe.get("epochs", 1), "t0": None} for j in jobs}
         self.tty = hasattr(out, "isatty") and out.isatty()
         self.drawn = 0
         self.last_line: dict[str, str] = {}

@@ -100,8 +100,8 @@ def test_every_command_and_subcommand_has_help_with_a_description_and_an_example
 
     assert {("challenge", "kit"), ("challenge", "close"), ("admin", "audit", "verify"), ("results", "export")} <= set(paths)
     # Every command the registries declare was reached: the groups' own commands, plus `results export`,
-    # `admin audit verify|list` and `db upgrade|check|grant`.
-    assert len(paths) == len(COMMANDS) + len(CHALLENGE) + len(TEAM) + len(SUBCOMMANDS) + 1 + 2 + 3, paths
+    # `admin audit verify|list`, `db upgrade|check|grant`, and `phase add|list` under `challenge` and `admin`.
+    assert len(paths) == len(COMMANDS) + len(CHALLENGE) + len(TEAM) + len(SUBCOMMANDS) + 1 + 2 + 3 + 2 + 2, paths
     done = subprocess.run([sys.executable, "-c", HELP_ALL, json.dumps(paths)], cwd=ROOT, env=project_env(),
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
