@@ -2,23 +2,15 @@
 intervals and each team's public->private shift; before the close, no private score on the page."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from contextlib import ExitStack
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from conftest import free_port
-from gate_server import serving
 from playwright.sync_api import sync_playwright
 from test_parts_phases import labels_and_parts, predictions, team
-from test_site_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, wait_healthy
+from test_site_browser import CHROMIUM, CHROMIUM_ARGS, serve_site
 
 from db.engine import create_schema
 from leaderboard.challenges import close_challenge, create_challenge
-from leaderboard.gate_client import GATE_URL_ENV
 from leaderboard.quota import submit
 
 pytestmark = pytest.mark.browser
@@ -35,37 +27,25 @@ def test_private_ranking_intervals_and_shift_after_the_close(tmp_path) -> None:
     for name, right in (("alpha", set(public) | set(hidden[:3])), ("gamma", set(public[:15]) | set(hidden[:12])),
                         ("beta", set(public[:10]) | set(hidden))):
         submit(url, team(url, name), "pp", predictions(labels, right), f"{name}.csv", label=f"{name}-net", now=T0)
-    with ExitStack() as stack:
-        gate = stack.enter_context(serving(url))
-        port = free_port()
-        log = tmp_path / "streamlit.log"
-        env = {**os.environ, "CONVBENCH_DB": url, GATE_URL_ENV: gate, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-        command = [str(Path(sys.executable).with_name("streamlit")), "run", "leaderboard/app.py", "--server.headless",
-                   "true", "--server.port", str(port), "--server.address", "127.0.0.1"]
-        with open(log, "wb") as out:
-            server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        stack.callback(lambda: (server.terminate(), server.wait(15)))
-        base = f"http://127.0.0.1:{port}"
-        wait_healthy(base, server, log)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1600, "height": 1200})
-                page.set_default_timeout(60_000)
-                page.goto(base)
-                page.get_by_role("heading", name="Rank intervals").wait_for()
-                text = page.locator("body").inner_text()
-                assert "85.00%" not in text and "40.00%" not in text  # the private errors: not yet
-                assert "Final standings" not in text
+    with serve_site(url, tmp_path) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.set_default_timeout(60_000)
+            page.goto(base)
+            page.get_by_role("heading", name="Rank intervals").wait_for()
+            text = page.locator("body").inner_text()
+            assert "85.00%" not in text and "40.00%" not in text  # the private errors: not yet
+            assert "Final standings" not in text
 
-                close_challenge(url, "pp")
-                page.reload()
-                page.get_by_role("heading", name="Final standings").wait_for()
-                table = page.locator('[data-testid="stDataFrame"] table').nth(1)
-                table.locator('[role="gridcell"]').first.wait_for(state="attached")
-                rows = [r.locator("td").all_text_contents() for r in table.locator("tbody tr").all()]
-            finally:
-                browser.close()
+            close_challenge(url, "pp")
+            page.reload()
+            page.get_by_role("heading", name="Final standings").wait_for()
+            table = page.locator('[data-testid="stDataFrame"] table').nth(1)
+            table.locator('[role="gridcell"]').first.wait_for(state="attached")
+            rows = [r.locator("td").all_text_contents() for r in table.locator("tbody tr").all()]
+        finally:
+            browser.close()
     header = ["rank", "rank interval", "entry", "team", "top-5 err", "public→private"]
     assert len(rows) == 3, rows
     by_team = {row[3]: dict(zip(header, row)) for row in rows}

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,34 +49,35 @@ def wait_healthy(base: str, server: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture
 def site(tmp_path) -> Iterator[tuple[str, str, dict[str, str]]]:
-    with ExitStack() as stack:
-        yield from _site(tmp_path, stack)
-
-
-def _site(tmp_path, stack: ExitStack) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """A populated database, the submission gate and the site serving it on free local ports; yields (base URL,
-    db URL, tokens)."""
+    """A populated database, and the site with its submission gate serving it; yields (base URL, db URL, tokens)."""
     url = f"sqlite:///{tmp_path / 'browser.db'}"
     tokens = populate(url, tmp_path)
-    gate = stack.enter_context(serving(url))
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    env = {**os.environ, "CONVBENCH_DB": url, GATE_URL_ENV: gate, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    command = [str(Path(sys.executable).with_name("streamlit")), "run", "leaderboard/app.py", "--server.headless",
-               "true", "--server.port", str(port), "--server.address", "127.0.0.1"]
-    with open(log, "wb") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base, server, log)
+    with serve_site(url, tmp_path) as base:
         yield base, url, tokens
-    finally:
-        server.terminate()
+
+
+@contextmanager
+def serve_site(url: str, tmp_path: Path) -> Iterator[str]:
+    """The submission gate and `streamlit run` on database `url`, on free local ports; yields the site's base URL."""
+    with serving(url) as gate:
+        port = free_port()
+        log = tmp_path / "streamlit.log"
+        env = {**os.environ, "CONVBENCH_DB": url, GATE_URL_ENV: gate, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+        command = [str(Path(sys.executable).with_name("streamlit")), "run", "leaderboard/app.py", "--server.headless",
+                   "true", "--server.port", str(port), "--server.address", "127.0.0.1"]
+        with open(log, "wb") as out:
+            server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
         try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(15)
+            wait_healthy(base, server, log)
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(15)
 
 
 def board_rows(page: Page) -> list[list[str]]:
