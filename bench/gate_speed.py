@@ -7,12 +7,9 @@ server's parsing share the same cores, as they would on a one-machine deployment
 """
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import numpy as np
 
@@ -25,36 +22,10 @@ HTTP, IN_PROCESS = "through the gate (HTTP)", "quota.submit in process"
 CROWD = 20
 
 
-@contextmanager
-def gate(url: str) -> Iterator[str]:
-    import urllib.request
+def gate(url: str) -> AbstractContextManager[str]:
+    from gate.in_thread import serving
 
-    import uvicorn
-
-    from gate.app import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gate did not start") from None
-            time.sleep(0.05)
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    return serving(url)
 
 
 def challenge(url: str, ids: np.ndarray, labels: np.ndarray, class_names: list[str]) -> str:
