@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 DB_HELP = "database URL (default: $CONVBENCH_DB, else sqlite:///convbench.db)"
-SITE_FLAGS = ("--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer")
+SITE_FLAGS = ("--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
+              "--runner.postScriptGC", "false")  # why: .streamlit/config.toml
 
 
 def add_results_arguments(p: argparse.ArgumentParser) -> None:

@@ -128,7 +128,7 @@ def test_every_command_and_subcommand_has_help_with_a_description_and_an_example
 def test_the_site_command_shows_the_flags_it_passes_to_streamlit():
     out = convbench("site", "--help").stdout
     for flag in ("--server.headless true", "--browser.gatherUsageStats false", "--client.toolbarMode viewer",
-                 "--server.port PORT", "--port PORT", "--db URL", "$CONVBENCH_DB"):
+                 "--runner.postScriptGC false", "--server.port PORT", "--port PORT", "--db URL", "$CONVBENCH_DB"):
         assert flag in out, flag
 
 
@@ -337,7 +337,8 @@ def test_site_starts_streamlit_with_the_flags_and_the_url_in_its_environment(mig
         words = [w.decode() for w in argv]
         assert "streamlit" in " ".join(words[:2]) and words[words.index("run") + 1].endswith("leaderboard/app.py")
         for flag, value in (("--server.headless", "true"), ("--browser.gatherUsageStats", "false"),
-                            ("--client.toolbarMode", "viewer"), ("--server.port", str(port))):
+                            ("--client.toolbarMode", "viewer"), ("--runner.postScriptGC", "false"),
+                            ("--server.port", str(port))):
             assert words[words.index(flag) + 1] == value, (flag, words)
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
         assert f"CONVBENCH_DB={migrated}".encode() in environ
